@@ -7,13 +7,27 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 
+class NonFiniteError(ValueError):
+    """NaN or infinite input: a fit of it would be a wrong number, so none is made."""
+
+
+def _require_finite(values: np.ndarray, what: str) -> None:
+    if values.size and not np.isfinite(values).all():
+        bad = values[~np.isfinite(values)].ravel()[0]
+        raise NonFiniteError(f"{what} contain {bad} (not a finite number); refusing to fit them")
+
+
 def ols_fit(multipliers: np.ndarray, propensities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Least-squares line per row. propensities: [n, m] -> (slope [n], intercept [n], rmse [n])."""
     x = np.asarray(multipliers, dtype=float)
     y = np.asarray(propensities, dtype=float)
+    _require_finite(x, "multipliers")
+    _require_finite(y, "propensities")
     xc = x - x.mean()
     denom = (xc**2).sum()
-    slope = (y - y.mean(1, keepdims=True)) @ xc / denom if denom > 0 else np.zeros(len(y))
+    if not denom > 0:
+        raise NonFiniteError("need at least two distinct multipliers to fit a slope")
+    slope = (y - y.mean(1, keepdims=True)) @ xc / denom
     intercept = y.mean(1) - slope * x.mean()
     resid = y - (intercept[:, None] + slope[:, None] * x[None, :])
     return slope, intercept, np.sqrt((resid**2).mean(1))
@@ -116,6 +130,7 @@ def dataset_figures(slopes: np.ndarray, pos_is_A: np.ndarray | None = None, pos_
                     seed: int = 0) -> DatasetFigures:
     """Mean/median slope, fraction anti-steerable (1 - mean(slope > 0)) with bootstrap 95% intervals, spurious R²."""
     s = np.asarray(slopes, dtype=float)
+    _require_finite(s, "slopes")
     anti = (s <= 0).astype(float)  # the paper's 1 - mean(slope > 0)
     lo, hi = bootstrap_ci(anti, np.mean, seed=seed)
     mlo, mhi = bootstrap_ci(s, np.mean, seed=seed)

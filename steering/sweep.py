@@ -74,19 +74,27 @@ class SweepConfig:
 
 def parse_layers(spec: str | None, n_layers: int) -> list[int]:
     """'13', '0-29', '1,5,9', 'all' -> sorted layer list, checked against the model."""
-    if spec is None or spec == "all":
+    if spec is None or spec.strip() == "all":
         return list(range(n_layers))
     layers: set[int] = set()
     try:
         for part in spec.split(","):
             part = part.strip()
             if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                layers.update(range(int(a), int(b) + 1))
-            else:
+                a, b = (int(x) for x in part.split("-", 1))
+                if b < a:
+                    raise SweepError(f"layer range '{part}' is reversed: write it low-high, e.g. {b}-{a}")
+                lo, hi = max(a, 0), min(b, n_layers - 1)  # out-of-range ends are reported below
+                layers.update(range(lo, hi + 1))
+                layers.update(x for x in (a, b) if not 0 <= x < n_layers)
+            elif part:
                 layers.add(int(part))
-    except ValueError:
+    except ValueError as e:
+        if isinstance(e, SweepError):
+            raise
         raise SweepError(f"cannot read layers '{spec}': use 13, 0-29, 1,5,9 or all") from None
+    if not layers:
+        raise SweepError(f"no layers in '{spec}': use 13, 0-29, 1,5,9 or all")
     bad = [l for l in sorted(layers) if not 0 <= l < n_layers]
     if bad:
         raise SweepError(f"layer {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
@@ -94,6 +102,9 @@ def parse_layers(spec: str | None, n_layers: int) -> list[int]:
 
 
 def check_multipliers(values: Sequence[float]) -> None:
+    bad = [v for v in values if not np.isfinite(v)]
+    if bad:
+        raise SweepError(f"multiplier {bad[0]} is not a finite number: use values such as -1.5, 0, 1.5")
     if len(set(values)) < 2:
         raise SweepError("need at least two distinct multipliers to fit a slope, e.g. -1, 0, 1")
 
@@ -103,6 +114,7 @@ def parse_multipliers(spec: str) -> list[float]:
         values = [float(x) for x in spec.split(",") if x.strip()]
     except ValueError:
         raise SweepError(f"cannot read multipliers '{spec}': use comma-separated numbers, e.g. -1,0,1") from None
+    check_multipliers(values)
     return values
 
 
