@@ -187,6 +187,8 @@ def _records(text: str, ext: str, source: str) -> tuple[list[tuple[int, Any]], b
     if stripped.startswith("[") or ext == ".json":
         try:
             doc = json.loads(text)
+        except RecursionError:
+            raise DatasetError(f"{source}: JSON nested too deeply to be a dataset") from None
         except json.JSONDecodeError as e:
             if stripped.startswith("["):
                 raise DatasetError(f"{source} line {e.lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
@@ -202,6 +204,8 @@ def _records(text: str, ext: str, source: str) -> tuple[list[tuple[int, Any]], b
             continue
         try:
             out.append((lineno, json.loads(raw)))
+        except RecursionError:
+            raise DatasetError(f"{source} line {lineno}: JSON nested too deeply to be a dataset item") from None
         except json.JSONDecodeError as e:
             raise DatasetError(f"{source} line {lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
     return out, False
@@ -341,6 +345,9 @@ def _load_path(path: Path) -> Dataset:
         key = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     except OSError as e:
         raise DatasetError(f"{path}: cannot read file ({e.strerror or e})") from None
+    for f, _, size in key:  # files on disk get the same limit as uploads
+        if size > MAX_UPLOAD_BYTES:
+            raise DatasetError(f"{f}: file is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
     return _load_cached(key)
 
 

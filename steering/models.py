@@ -136,7 +136,12 @@ def registry_gguf_path(entry: RegistryEntry) -> Path:
 
 def pick_device(device: str | None = None) -> torch.device:
     if device:
-        return torch.device(device)
+        from .validate import ValidationError, check_device
+
+        try:
+            return torch.device(check_device(device))
+        except ValidationError as e:
+            raise ModelError(str(e)) from None
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -169,6 +174,12 @@ def load_model(
         source = str(path)
     elif "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
         source = name  # a Hugging Face id; needs internet or the local HF cache
+        from .validate import ValidationError, check_hf_available
+
+        try:
+            check_hf_available(name)  # offline and not cached: say so at once instead of retrying
+        except ValidationError as e:
+            raise ModelError(str(e)) from None
     else:
         raise ModelError(
             f"unknown model '{name}': use a registry name ({', '.join(REGISTRY)}), "
@@ -177,8 +188,9 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"cannot load model '{name}': {str(e).splitlines()[0]}") from e
+    except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways (struct.error, EOFError, ...)
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ModelError(f"cannot load model '{name}': {first or type(e).__name__}") from e
     return wrap_model(model, tokenizer, name, dev)
 
 
