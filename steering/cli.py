@@ -6,13 +6,16 @@ Bad input exits with code 2 and one line naming the problem and what is valid.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 from .datasets import DatasetError, list_datasets
 from .models import DEFAULT_MODEL, ModelError, list_models, load_model
 from .prompts import VARIANTS
+from .metrics import NonFiniteError
 from .sweep import SweepConfig, SweepError, parse_layers, parse_multipliers, run_sweep
+from .validate import ValidationError, precheck_sweep
 from .vectors import AGGREGATORS
 
 
@@ -79,8 +82,9 @@ def _sweep(args) -> int:
 
     ds = load_dataset(args.dataset, args.data_dir)
     split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
+    precheck_sweep(args.model, ds.name, args.layers, args.seed, args.device, args.n_train, args.n_test, args.out)
     lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    layers = parse_layers(args.layers, lm.n_layers) if args.layers else [lm.n_layers // 2]
+    layers = parse_layers(args.layers, lm.n_layers) if args.layers is not None else [lm.n_layers // 2]
     cfg = SweepConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, layers=layers,
                       multipliers=multipliers, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                       train_variant=args.train_variant, test_variant=args.test_variant,
@@ -118,9 +122,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m['name']:<14} {'installed' if m['installed'] else 'not installed':<14} {m['description']}"
                   f"{'' if m['installed'] else '  (' + m['install'] + ')'}")
         return 0
-    except (DatasetError, ModelError, SweepError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (DatasetError, ModelError, SweepError, ValidationError, NonFiniteError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: {e.strerror or e}: {getattr(e, 'filename', '') or ''}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print("error: input nested too deeply to read", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug, not bad input: one line, the traceback on request
+        if os.environ.get("STEERING_DEBUG"):
+            raise
+        print(f"error: internal error ({type(e).__name__}: {' '.join(str(e).split())[:300]}); "
+              "STEERING_DEBUG=1 shows the traceback", file=sys.stderr)
+        return 1

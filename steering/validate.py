@@ -267,3 +267,31 @@ def check_prompt_lengths(lm, examples: Sequence, pairs: Sequence) -> None:
         if n > limit:
             raise ValidationError(f"item {example.example_id} is {n} tokens long; the limit is {limit} "
                                   f"(the model's context, at most {MAX_PROMPT_TOKENS}): shorten or drop it")
+
+
+def check_layer_spec(spec: str | None, n_layers: int | None) -> None:
+    """The --layers text reads (not reversed, not empty), and fits the model when its layer count is known."""
+    if spec is None:
+        return
+    from .sweep import SweepError, parse_layers
+
+    try:
+        parse_layers(spec, n_layers if n_layers else 1 << 16)
+    except SweepError as e:
+        if n_layers or "out of range" not in str(e):
+            raise ValidationError(str(e)) from None
+
+
+def precheck_sweep(model: str, dataset_name: str, layers: str | None, seed: int, device: str | None,
+                   n_train: int, n_test: int, out: str | Path) -> None:
+    """Everything about a sweep that can be checked without loading the model (the CLI runs it first)."""
+    check_seed(seed)
+    if n_train < 1 or n_test < 1:
+        raise ValidationError(f"n_train={n_train} and n_test={n_test}: both must be at least 1")
+    check_device(device)
+    check_layer_spec(layers, None)  # syntax first: a typo is reported even when the model is unknown
+    model_part = Path(str(model)).name.replace("/", "_")
+    check_out_dir(out, [f"{dataset_name}--{model_part}--{'0' * 16}"])
+    check_hf_available(model)
+    n_layers, _ = model_shape(model)
+    check_layer_spec(layers, n_layers)  # against the model's config or gguf header when it can be read
