@@ -6,6 +6,7 @@ Bad input exits with code 2 and one line naming the problem and what is valid.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -15,7 +16,7 @@ from .models import DEFAULT_MODEL, ModelError, list_models, load_model
 from .prompts import VARIANTS
 from .metrics import NonFiniteError
 from .sweep import SweepConfig, SweepError, parse_layers, parse_multipliers, run_sweep
-from .validate import ValidationError, precheck_sweep
+from .validate import ValidationError, check_seed, precheck_sweep
 from .vectors import AGGREGATORS
 
 
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 def _sweep(args) -> int:
     # Validate cheap things before loading a model.
     multipliers = parse_multipliers(args.multipliers)
+    check_seed(args.seed)
     from .datasets import load_dataset, split_dataset
 
     ds = load_dataset(args.dataset, args.data_dir)
@@ -109,8 +111,19 @@ def _sweep(args) -> int:
     return 0
 
 
+class _Note(logging.Handler):
+    """Store notices (a damaged run moved to quarantine/) as one ``note:`` line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"note: {record.getMessage()}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    store_log = logging.getLogger("steering.store")
+    if not any(isinstance(h, _Note) for h in store_log.handlers):
+        store_log.addHandler(_Note())
+        store_log.propagate = False
     try:
         if args.command == "sweep":
             return _sweep(args)

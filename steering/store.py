@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 FILES = ("propensities.parquet", "steerability.parquet", "train.parquet", "vectors.safetensors",
          "vectors.json", "manifest.json")
+QUARANTINE = "quarantine"  # damaged runs are moved here (with REASON.txt), never served
+WRITER_FILE = ".writer"  # "<host> <pid>" of the process writing a temporary directory
+STALE_SECONDS = 3600  # a temporary file with no writer record is abandoned after this long
+log = logging.getLogger("steering.store")
 
 
 def settings_key(settings: dict) -> str:
@@ -27,11 +37,143 @@ def run_dir_name(settings: dict) -> str:
     return f"{settings['dataset_name']}--{model}--{settings_key(settings)}"
 
 
-def find_run(root: str | Path, settings: dict) -> Path | None:
-    path = Path(root) / run_dir_name(settings)
-    if all((path / f).exists() for f in FILES):
+def find_run(root: str | Path, settings: dict, on_damage: Callable[[str], None] | None = None) -> Path | None:
+    """The stored run of these settings, verified; a damaged one is quarantined and reported as absent.
+
+    ``on_damage`` receives a one-line message (default: a warning on the ``steering.store`` log).
+    """
+    root = Path(root)
+    path = root / run_dir_name(settings)
+    if not path.exists():
+        return None
+    reason = verify_run(path, settings_key(settings))
+    if reason is None:
         return path
+    moved = quarantine(root, path, reason)
+    msg = (f"stored run {path.name} was damaged ({reason}); moved to {moved or QUARANTINE + '/'} "
+           "and it will be computed again")
+    (on_damage or log.warning)(msg)
     return None
+
+
+def verify_run(path: str | Path, key: str | None = None) -> str | None:
+    """Why a stored run cannot be served (None when it can). Cheap: every file parses, sizes and key match."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_dir():
+        return "not a directory"
+    for name in FILES:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        return f"manifest.json is not valid JSON ({type(e).__name__})"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("settings"), dict):
+        return "manifest.json has no settings"
+    if manifest.get("key") != path.name.rsplit("--", 1)[-1] or (key is not None and manifest.get("key") != key):
+        return f"manifest key {str(manifest.get('key'))[:20]!r} does not match the directory"
+    for name, size in (manifest.get("files") or {}).items():
+        if name in FILES and (path / name).stat().st_size != size:
+            return f"{name} is {(path / name).stat().st_size} bytes, the manifest says {size}"
+    for name in FILES:
+        try:
+            if name.endswith(".parquet"):
+                pq.read_metadata(path / name)
+            elif name.endswith(".json"):
+                json.loads((path / name).read_text())
+            else:
+                from safetensors import safe_open
+
+                with safe_open(str(path / name), framework="pt") as f:
+                    keys = list(f.keys())
+                layers = manifest["settings"].get("layers")
+                if isinstance(layers, list) and sorted(keys) != sorted(f"layer.{l}" for l in layers):
+                    return f"{name} holds {len(keys)} vectors, the settings have {len(layers)} layers"
+        except Exception as e:  # noqa: BLE001 - any failure to parse is damage
+            return f"{name} does not parse ({type(e).__name__})"
+    return None
+
+
+def quarantine(root: str | Path, path: str | Path, reason: str) -> Path | None:
+    """Move a damaged run to ``root/quarantine/`` with REASON.txt; None if another process moved it first."""
+    qdir = Path(root) / QUARANTINE
+    qdir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    dest = Path(tempfile.mkdtemp(prefix=f"{Path(path).name[:150]}-{stamp}-", dir=qdir))
+    try:
+        os.replace(path, dest)  # dest is an empty directory: the rename replaces it atomically
+    except OSError:
+        shutil.rmtree(dest, ignore_errors=True)
+        return None
+    try:
+        (dest / "REASON.txt").write_text(reason + "\n")
+    except OSError:
+        pass
+    return dest
+
+
+def _mark_writer(directory: Path) -> None:
+    (directory / WRITER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _abandoned(path: Path, owner: str | None) -> bool:
+    """True when the writer recorded for ``path`` is a dead process on this host (or, unknown, it is old)."""
+    if owner:
+        parts = owner.split()
+        if len(parts) == 2 and parts[0] == socket.gethostname() and parts[1].isdigit():
+            return not _pid_alive(int(parts[1]))
+    try:
+        return time.time() - path.stat().st_mtime > STALE_SECONDS
+    except OSError:
+        return False
+
+
+def cleanup(root: str | Path) -> list[Path]:
+    """Remove what interrupted or superseded writers left: ``.tmp-*`` directories of dead writers,
+    ``.partial-*`` directories whose run is stored, and temporary batch files of dead writers.
+
+    A ``.partial-*`` of an unfinished run is kept: running the same settings resumes from it.
+    """
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for d in root.iterdir():
+        try:
+            if d.name.startswith(".tmp-") and d.is_dir():
+                owner = (d / WRITER_FILE).read_text() if (d / WRITER_FILE).is_file() else None
+                if _abandoned(d, owner):
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed.append(d)
+            elif d.name.startswith(".partial-") and d.is_dir():
+                final = root / d.name[len(".partial-"):]
+                if final.is_dir() and verify_run(final) is None:
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed.append(d)
+                    continue
+                for f in d.iterdir():
+                    if ".tmp" in f.name:  # ".batch-<n>.<pid>.<random>.tmp.npz" or vectors' "tmpXXXX.tmp"
+                        parts = f.name.split(".")
+                        owner = f"{socket.gethostname()} {parts[2]}" if f.name.startswith(".") \
+                            and len(parts) > 2 and parts[2].isdigit() else None
+                        if _abandoned(f, owner):
+                            f.unlink(missing_ok=True)
+                            removed.append(f)
+        except OSError:
+            continue  # another process removed it meanwhile
+    return removed
 
 
 class RunWriter:
@@ -45,7 +187,10 @@ class RunWriter:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.final = self.root / run_dir_name(settings)
+        self.key = settings_key(settings)
+        cleanup(self.root)
         self.tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        _mark_writer(self.tmp)
 
     def path(self, name: str) -> Path:
         return self.tmp / name
@@ -57,11 +202,35 @@ class RunWriter:
         (self.tmp / name).write_text(json.dumps(obj, indent=2, default=str))
 
     def commit(self) -> Path:
-        if self.final.exists():  # another process finished the same run first: keep theirs
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.final)
-        return self.final
+        """Rename the finished directory into place; when another writer stored the same run first, use theirs.
+
+        The rename is atomic and fails when the final directory exists, so two
+        writers never both think they stored the run and never see a half-written one.
+        """
+        self._record_sizes()
+        (self.tmp / WRITER_FILE).unlink(missing_ok=True)
+        for _ in range(3):
+            try:
+                os.rename(self.tmp, self.final)
+                return self.final
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                    raise
+            reason = verify_run(self.final, self.key)
+            if reason is None:  # another writer finished the same run first: keep theirs
+                self.abort()
+                return self.final
+            quarantine(self.root, self.final, reason)
+        raise OSError(errno.EEXIST, "cannot store the run: its directory keeps reappearing", str(self.final))
+
+    def _record_sizes(self) -> None:
+        """Add each file's size to the manifest, so a truncated file is caught when the run is served."""
+        m = self.tmp / "manifest.json"
+        if m.is_file():
+            manifest = json.loads(m.read_text())
+            manifest["files"] = {n: (self.tmp / n).stat().st_size for n in FILES
+                                 if n != "manifest.json" and (self.tmp / n).is_file()}
+            m.write_text(json.dumps(manifest, indent=2, default=str))
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -98,24 +267,68 @@ class Partial:
 
     def __init__(self, root: str | Path, settings: dict):
         self.dir = Path(root) / f".partial-{run_dir_name(settings)}"
+        cleanup(root)
+        self.started = time.time()
+        self.prior_seconds = self._read_seconds()  # compute time of earlier, interrupted attempts
 
     @property
     def vectors_path(self) -> Path:
         return self.dir / "vectors.safetensors"
 
+    def _read_seconds(self) -> float:
+        try:
+            value = float(json.loads((self.dir / "seconds.json").read_text())["seconds"])
+            return value if value >= 0 and value == value and value != float("inf") else 0.0
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+
+    def total_seconds(self) -> float:
+        """Compute time of this attempt plus every interrupted attempt before it."""
+        return self.prior_seconds + time.time() - self.started
+
+    def checkpoint(self) -> None:
+        """Record the compute time so far (a resumed run's manifest then holds the total)."""
+        self._atomic(lambda f: f.write(json.dumps({"seconds": round(self.total_seconds(), 3)}).encode()),
+                     "seconds.json", ".seconds")
+
     def batches(self) -> dict[int, tuple[list[int], np.ndarray]]:
         out = {}
         if self.dir.exists():
             for f in self.dir.glob("batch-*.npz"):
-                with np.load(f, allow_pickle=False) as z:
-                    out[int(f.stem.split("-")[1])] = (z["index"].tolist(), z["values"])
+                try:
+                    number = int(f.stem.split("-")[1])
+                    with np.load(f, allow_pickle=False) as z:
+                        out[number] = (z["index"].tolist(), z["values"])
+                except Exception:  # noqa: BLE001 - a damaged batch is computed again
+                    f.unlink(missing_ok=True)
         return out
 
+    def _atomic(self, write: Callable, name: str, prefix: str) -> None:
+        """Write ``name`` through a uniquely named temporary file and an atomic replace.
+
+        Another writer of the same run may clear the directory meanwhile (it
+        stored the run): recreate it and try again.
+        """
+        for attempt in range(3):
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f"{prefix}.{os.getpid()}.", suffix=".tmp", dir=self.dir)
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        write(f)
+                    os.replace(tmp, self.dir / name)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+
     def save_batch(self, number: int, index: list[int], values: np.ndarray) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".batch-{number}.tmp.npz"
-        np.savez(tmp, index=np.asarray(index), values=values)
-        os.replace(tmp, self.dir / f"batch-{number}.npz")
+        self._atomic(lambda f: np.savez(f, index=np.asarray(index), values=values),
+                     f"batch-{number}.npz", f".batch-{number}")
+        self.checkpoint()
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -23,6 +23,7 @@ from .hooks import POSITION_MODES
 from .models import LoadedModel, load_model
 from .prompts import DEFAULT_SYSTEM, VARIANTS, EncodedPair, encode_example
 from .store import Partial, RunWriter, find_run, settings_key
+from .validate import check_prompt_lengths
 from .vectors import AGGREGATORS, VectorMeta, aggregate, load_vectors, save_vectors
 
 DEFAULT_MULTIPLIERS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
@@ -158,7 +159,9 @@ def settings_of(cfg: SweepConfig, ds: Dataset, layers: list[int]) -> dict:
 
 def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str, system: str) -> list[EncodedPair]:
     try:
-        return [encode_example(lm.tokenizer, e, variant, ds_name, system) for e in examples]
+        pairs = [encode_example(lm.tokenizer, e, variant, ds_name, system) for e in examples]
+        check_prompt_lengths(lm, examples, pairs)  # before any forward pass: a huge item would exhaust memory
+        return pairs
     except ValueError as e:
         raise SweepError(str(e)) from e
 
@@ -245,13 +248,18 @@ def run_sweep(
     started = time.time()
     key = settings_key(settings)
     partial = Partial(out, settings)  # what an interrupted run of these settings already finished
+    vectors = None
     if partial.vectors_path.exists():
-        vectors = {l: v.to(lm.device, lm.dtype) for l, v in load_vectors(partial.vectors_path)[0].items()}
-    else:
+        try:
+            vectors = {l: v.to(lm.device, lm.dtype) for l, v in load_vectors(partial.vectors_path)[0].items()}
+        except Exception:  # noqa: BLE001 - damaged partial vectors are trained again
+            partial.clear()
+    if vectors is None or sorted(vectors) != sorted(layers):
         all_vectors = train_vectors(lm, train_pairs, cfg, progress)
         vectors = {l: all_vectors[l] for l in layers}
         partial.dir.mkdir(parents=True, exist_ok=True)
         save_vectors(partial.vectors_path, vectors, VectorMeta(model=lm.name, layers=layers))
+        partial.checkpoint()
     props = evaluate_grid(lm, test_pairs, vectors, layers, cfg, progress, caches, key, partial)
     elapsed = time.time() - started
 
@@ -259,7 +267,8 @@ def run_sweep(
     train_df = pairs_frame(train_ex, train_pairs)
     manifest = {
         "settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
-        "path": "fast" if use_fast(lm, cfg) else "reference", "seconds": round(elapsed, 2),
+        "path": "fast" if use_fast(lm, cfg) else "reference", "seconds": round(partial.prior_seconds + elapsed, 2),
+        "seconds_this_attempt": round(elapsed, 2),
         "n_layers_model": lm.n_layers, "hidden_size": lm.hidden_size, "dataset_path": ds.path,
         "versions": _versions(), "device": str(lm.device), "dtype": str(lm.dtype),
         # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
