@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: setup run test test-fast bench gemma browser-deps clean
+.PHONY: setup run serve test test-fast bench gemma browser-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,8 +18,14 @@ $(VENV)/.stamp-setup: requirements.txt | $(BIN)/python
 
 setup: $(VENV)/.stamp-setup
 
+# Local use: only this machine can reach the dashboard, every setting is open.
 run: setup
-	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+# Serving to a network is a choice: every interface, shared-demo mode (see README "Serving a demo").
+# STEERING_ALLOWED_MODELS / STEERING_ALLOWED_DATA_DIRS list what visitors may pick.
+serve: setup
+	STEERING_DEMO=1 $(BIN)/streamlit run app.py --server.address 0.0.0.0 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 # Chromium and its driver for the browser tests come from Debian (nothing downloads its own browser).
 browser-deps:

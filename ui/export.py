@@ -16,7 +16,10 @@ from ui import state
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
-    return df.to_csv(index=False).encode()
+    """CSV with formula-like text cells neutralised (a leading quote), numbers unchanged."""
+    from steering.csvsafe import csv_bytes as safe
+
+    return safe(df)
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:

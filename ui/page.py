@@ -10,7 +10,7 @@ import streamlit as st
 from steering.datasets import DatasetError
 from steering.models import ModelError
 from steering.sweep import SweepError
-from ui import sidebar, state
+from ui import demo, sidebar, state
 
 log = logging.getLogger("steering.app")
 # Errors whose message is written for the user (what is wrong and what is valid).
@@ -28,6 +28,8 @@ def show_error(e: Exception) -> None:
 def run(title: str, body: Callable[[state.Context], None], intro: Callable[[], None] | None = None) -> None:
     """Draw a page: sidebar first (its settings feed the body), then ``intro`` and ``body(ctx)``."""
     st.set_page_config(page_title=f"{title} · steering reliability", layout="wide")
+    if not demo.gate():  # the operator's password, when one is set
+        return
     try:
         ctx = sidebar.render()
     except Exception as e:  # noqa: BLE001 - the sidebar must never take the page down

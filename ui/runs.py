@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from steering.store import find_run, settings_key
+from steering.store import find_run, quarantine, settings_key
 from steering.sweep import SweepResult, live_propensities, load_run, run_sweep, settings_of
-from ui import state
+from ui import demo, state
 
 Scope = Literal["layer", "all"]
 MEMO_SIZE = 6  # results kept per session (each holds a few tables and vectors)
@@ -55,9 +55,13 @@ def stored(ctx: state.Context, scope: Scope, layer: int | None = None) -> SweepR
     memo = state.get("results")
     if key in memo:
         return memo[key]
-    path = find_run(state.results_dir(), settings)
+    path = find_run(state.results_dir(), settings, on_damage=st.warning)  # damaged: quarantined, said once
     if path is not None:
-        return _remember(key, load_run(path, cached=True))
+        try:
+            return _remember(key, load_run(path, cached=True))
+        except Exception as e:  # noqa: BLE001 - damage the cheap checks missed: quarantine, compute again
+            quarantine(state.results_dir(), path, f"cannot load: {type(e).__name__}")
+            st.warning(f"stored run {path.name} could not be read; moved to quarantine/, compute it again")
     return None
 
 
@@ -79,8 +83,9 @@ def compute(ctx: state.Context, scope: Scope, layer: int | None = None) -> Sweep
         bar.progress(min(done / max(total, 1), 1.0), text=f"{PHASES.get(phase, phase)}: {done}/{total}")
 
     cfg = ctx.config(_layers(ctx, scope, layer))
-    result = run_sweep(cfg, lm=ctx.lm, out=state.results_dir(), progress=progress,
-                       caches=state.cache_store(), dataset=ctx.dataset)
+    with demo.busy(ctx.lm.name):  # no other session may unload the model meanwhile
+        result = run_sweep(cfg, lm=ctx.lm, out=state.results_dir(), progress=progress,
+                           caches=state.cache_store(), dataset=ctx.dataset)
     bar.empty()
     key, _ = _key(ctx, scope, layer)
     return _remember(key, result)
@@ -106,7 +111,8 @@ def propensities_at(ctx: state.Context, result: SweepResult, layer: int, multipl
     memo_key = ("live", result.manifest["key"], layer, round(float(multiplier), 6))
     live = st.session_state.setdefault("s_live_memo", {})
     if memo_key not in live:
-        values = live_propensities(ctx.lm, result, layer, multiplier, state.cache_store())
+        with demo.busy(ctx.lm.name):
+            values = live_propensities(ctx.lm, result, layer, multiplier, state.cache_store())
         first = props[props.multiplier == result.config.multipliers[0]].example_id.to_numpy()
         while len(live) >= LIVE_MEMO_SIZE:  # a few recent slider values are enough: the slider moves on
             live.pop(next(iter(live)))

@@ -15,13 +15,15 @@ from steering.hooks import POSITION_HELP, POSITION_MODES
 from steering.models import REGISTRY, ModelError, list_models
 from steering.prompts import VARIANTS
 from steering.vectors import AGGREGATORS
-from ui import state, upload
+from ui import demo, state, upload
 
 VARIANT_HELP = ("BASE: the plain prompt. SYS_POS / SYS_NEG: a persona sentence ('You are X.' / 'You are not X.') "
                 "as the system prompt. USER_POS / USER_NEG: the sentence prepended to the user turn.")
 
 
 def _model_options() -> list[str]:
+    if demo.enabled():
+        return demo.allowed_models()
     names = [m["name"] for m in list_models() if m["installed"]]
     for extra in (state.env_model(), state.get("model")):
         if extra not in names:
@@ -31,7 +33,7 @@ def _model_options() -> list[str]:
 
 def _set_custom_model() -> None:
     name = st.session_state.get("w_custom_model", "").strip()
-    if name:
+    if name and not demo.enabled():
         state.put("model", name)
 
 
@@ -49,9 +51,13 @@ def _model_section() -> state.LoadedModel | None:
 
 def _dataset_section() -> state.Dataset | None:
     sb = st.sidebar
-    state.bound(sb.text_input, "Data directory", "data_dir", fmt=lambda v: v or "",
-                parse=lambda v: v.strip(), placeholder="bundled data only",
-                help="A folder searched recursively for .jsonl / .json / .csv datasets (e.g. ../shared/datasets).")
+    if demo.enabled():  # shared demo: only the directories the operator lists
+        state.bound(sb.selectbox, "Data directory", "data_dir", options=demo.allowed_data_dirs(),
+                    format_func=lambda d: d or "bundled data only")
+    else:
+        state.bound(sb.text_input, "Data directory", "data_dir", fmt=lambda v: v or "",
+                    parse=lambda v: v.strip(), placeholder="bundled data only",
+                    help="A folder searched recursively for .jsonl / .json / .csv datasets (e.g. ../shared/datasets).")
     try:
         choices = state.dataset_choices(state.get("data_dir"))
     except DatasetError as e:
@@ -113,13 +119,15 @@ def _advanced_section() -> None:
         state.bound(st.checkbox, "Balance training pairs by answer letter", "balance_train",
                     help="As many positive-is-A as positive-is-B training pairs, so the A-minus-B letter "
                          "direction cancels out of the vector.")
-        st.text_input("Other model (HF id, local folder or .gguf)", key="w_custom_model",
-                      on_change=_set_custom_model, placeholder="e.g. /models/my-model.gguf")
+        if not demo.enabled():
+            st.text_input("Other model (HF id, local folder or .gguf)", key="w_custom_model",
+                          on_change=_set_custom_model, placeholder="e.g. /models/my-model.gguf")
 
 
 def render() -> state.Context | None:
     """Draw the shared sidebar; None when no model or dataset can be used (the reason is shown)."""
     state.init_state()
+    demo.enforce()
     sb = st.sidebar
     sb.header("Settings")
     lm = _model_section()

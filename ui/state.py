@@ -142,7 +142,13 @@ def _cached_model(name: str) -> LoadedModel:
 
 
 def model(name: str) -> LoadedModel:
-    return _cached_model(name)
+    from ui import demo
+
+    demo.check_model(name)  # demo mode: only the models the operator allows
+    demo.check_switch(name)  # never unload a model another session is computing with
+    lm = _cached_model(name)
+    demo.loaded(name)
+    return lm
 
 
 @st.cache_resource(show_spinner=False)

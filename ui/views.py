@@ -119,11 +119,14 @@ def generations(lm: Any, prompt: str, layer: int, vector: Any, multiplier: float
     texts = ["", ""]
     streams = (generate_stream(lm, prompt, None, None, 0.0, **kw),
                generate_stream(lm, prompt, layer, vector, multiplier, **kw))
-    for pair in zip_longest(*streams):
-        for i, text in enumerate(pair):
-            if text is not None:
-                texts[i] = text
-                slots[i].code(text or " ", language=None, wrap_lines=True)
+    from ui import demo
+
+    with demo.busy(lm.name):  # no other session may unload the model while it generates
+        for pair in zip_longest(*streams):
+            for i, text in enumerate(pair):
+                if text is not None:
+                    texts[i] = text
+                    slots[i].code(text or " ", language=None, wrap_lines=True)
     for i in range(2):
         slots[i].code(texts[i] or "(no tokens before end of text)", language=None, wrap_lines=True)
     st.session_state[memo_key] = {"layer": layer, "multiplier": multiplier, "texts": texts, "prompt": prompt}
