@@ -67,6 +67,8 @@ class SweepConfig:
         check_multipliers(self.multipliers)
         if self.n_train < 1 or self.n_test < 1:
             raise SweepError("n_train and n_test must be at least 1")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise SweepError(f"seed {self.seed} is not allowed: use a whole number from 0 to {2**63 - 1}")
         if n_layers is not None and self.layers is not None:
             bad = [l for l in self.layers if not 0 <= l < n_layers]
             if bad:
