@@ -6,6 +6,8 @@ Bad input exits with code 2 and one line naming the problem and what is valid.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -85,7 +87,8 @@ def _sweep(args) -> int:
     ds = load_dataset(args.dataset, args.data_dir)
     split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
     precheck_sweep(args.model, ds.name, args.layers, args.seed, args.device, args.n_train, args.n_test, args.out)
-    lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    with contextlib.redirect_stderr(io.StringIO()):  # no de-quantising progress bars ahead of a one-line error
+        lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     layers = parse_layers(args.layers, lm.n_layers) if args.layers is not None else [lm.n_layers // 2]
     cfg = SweepConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, layers=layers,
                       multipliers=multipliers, n_train=args.n_train, n_test=args.n_test, seed=args.seed,

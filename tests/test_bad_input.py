@@ -1,0 +1,227 @@
+"""Issue 10's bad inputs through the CLI: exit 2, exactly one line starting 'error: ', no traceback,
+nothing left under --out; and no wrong number is ever stored (non-finite multipliers, NaN fits).
+
+Cases that need no model run in-process in milliseconds (they must fail before the model loads);
+those that need the embedded model's tokenizer or weights are marked integration.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from steering.cli import main
+from steering.metrics import NonFiniteError, dataset_figures, ols_fit, per_example
+
+ROOT = Path(__file__).resolve().parents[1]
+ITEM = {"question": "Q?\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavior": " (A)",
+        "answer_not_matching_behavior": " (B)"}
+
+
+def bad(capsys, out: Path, *args: str, max_seconds: float = 10.0) -> str:
+    t0 = time.time()
+    code = main(["sweep", "--out", str(out), *args])
+    elapsed = time.time() - t0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+    assert elapsed < max_seconds, f"took {elapsed:.1f} s: the error should come before any model loads"
+    return lines[0]
+
+
+def demo(*extra: str) -> list[str]:
+    return ["--dataset", "corrigibility-demo", "--n-train", "8", "--n-test", "8", *extra]
+
+
+@pytest.mark.parametrize("spec", ["nan,0,1", "inf,0,1", "0,1,1e309", "nan,nan", "-inf,0", "1", "1,1", "1,x", ","])
+def test_bad_multipliers(capsys, tmp_path, spec):
+    msg = bad(capsys, tmp_path / "r", *demo(f"--multipliers={spec}"))
+    assert "multiplier" in msg
+
+
+@pytest.mark.parametrize("spec,words", [("3-1", "reversed"), ("", "no layers"), (",", "no layers"),
+                                         ("a-b", "cannot read"), ("1-", "cannot read"), ("0-100000000000", "")])
+def test_bad_layers_before_loading(capsys, tmp_path, spec, words):
+    msg = bad(capsys, tmp_path / "r", *demo("--layers", spec, "--model", "no-such-model"))
+    assert words in msg
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--seed", "-1"], "seed"),
+    (["--n-train", "0"], "at least 1"),
+    (["--n-test", "0"], "at least 1"),
+    (["--device", "foo"], "unknown device"),
+    (["--device", "cuda:99"], "cuda"),
+    (["--device", "cuda;rm"], "unknown device"),
+])
+def test_bad_settings_fail_before_the_model(capsys, tmp_path, args, words):
+    assert words in bad(capsys, tmp_path / "r", *demo(*args))
+
+
+def test_cuda_without_a_gpu(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert "no usable CUDA" in bad(capsys, tmp_path / "r", *demo("--device", "cuda"))
+
+
+def test_deeply_nested_json(capsys, tmp_path):
+    for name in ("deep.json", "deep.jsonl"):
+        f = tmp_path / name
+        f.write_text("[" * 100000 + "]" * 100000)
+        assert "nested too deeply" in bad(capsys, tmp_path / "r", "--dataset", str(f))
+
+
+def test_deeply_nested_file_does_not_break_the_listing(capsys, tmp_path):
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    (tmp_path / "good.jsonl").write_text("\n".join(json.dumps(ITEM) for _ in range(4)))
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert "good" in names and "deep" not in names
+
+
+def test_data_dir_file_over_the_upload_limit(capsys, tmp_path):
+    from steering.datasets import MAX_UPLOAD_BYTES
+
+    f = tmp_path / "huge.jsonl"
+    line = json.dumps(ITEM) + "\n"
+    f.write_text(line * (MAX_UPLOAD_BYTES // len(line) + 10))
+    assert "limit is 20 MB" in bad(capsys, tmp_path / "r", "--dataset", str(f))
+
+
+@pytest.mark.parametrize("content,words", [(b"GGUF\x03\x00\x00\x00" + b"\x01" * 20, "truncated"),
+                                            (b"not a gguf at all", "not a GGUF"), (b"", "not a GGUF")])
+def test_damaged_gguf(capsys, tmp_path, content, words):
+    f = tmp_path / "model.gguf"
+    f.write_bytes(content)
+    assert words in bad(capsys, tmp_path / "r", *demo("--model", str(f)))
+
+
+def test_out_is_a_file(capsys, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert "is a file" in bad(capsys, tmp_path / "r", *demo("--out", str(f)))
+    assert "is a file" in bad(capsys, tmp_path / "r", *demo("--out", str(f / "sub")))
+    assert f.read_text() == "x"
+
+
+def test_dataset_name_too_long_for_a_file_name(capsys, tmp_path):
+    f = tmp_path / ("n" * 240 + ".jsonl")
+    f.write_text("\n".join(json.dumps(ITEM) for _ in range(20)))
+    msg = bad(capsys, tmp_path / "r", "--dataset", str(f), "--n-train", "8", "--n-test", "8")
+    assert "shorter dataset file name" in msg
+
+
+def test_offline_hugging_face_id_fails_at_once(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    msg = bad(capsys, tmp_path / "r", *demo("--model", "no-such-org/no-such-model"), max_seconds=5)
+    assert "not in the local Hugging Face cache" in msg
+
+
+def test_offline_without_the_variable_probes_the_network_quickly(capsys, tmp_path, monkeypatch):
+    from steering import validate
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(validate, "_reachable", lambda *a, **k: False)
+    msg = bad(capsys, tmp_path / "r", *demo("--model", "no-such-org/no-such-model"), max_seconds=5)
+    assert "no internet connection" in msg
+
+
+# ---------------------------------------------------------------- with the embedded model
+
+
+def _smol():
+    from steering.models import REGISTRY, ModelError, registry_gguf_path
+
+    try:
+        return registry_gguf_path(REGISTRY["smollm2-135m"])
+    except ModelError:
+        pytest.skip("the embedded model is not installed")
+
+
+def test_layer_out_of_range_is_read_from_the_gguf_header(capsys, tmp_path):
+    _smol()
+    msg = bad(capsys, tmp_path / "r", *demo("--layers", "30"), max_seconds=6)
+    assert msg == "error: layer 30 is out of range: the model has layers 0-29"
+
+
+@pytest.mark.integration
+def test_truncated_gguf_with_a_valid_header(capsys, tmp_path):
+    src = _smol()
+    f = tmp_path / "cut.gguf"
+    f.write_bytes(src.read_bytes()[: src.stat().st_size // 3])
+    assert "cannot load model" in bad(capsys, tmp_path / "r", *demo("--model", str(f)), max_seconds=60)
+
+
+@pytest.mark.integration
+def test_megabyte_question_names_the_item(capsys, tmp_path):
+    _smol()
+    f = tmp_path / "long.jsonl"
+    items = [dict(ITEM) for _ in range(20)]
+    items[5]["question"] = "word " * 200_000 + items[5]["question"]
+    f.write_text("\n".join(json.dumps(i) for i in items))
+    msg = bad(capsys, tmp_path / "r", "--dataset", str(f), "--n-train", "10", "--n-test", "10", "--seed", "1",
+              max_seconds=60)
+    assert "item long:5 is" in msg and "limit is 8192" in msg
+
+
+@pytest.mark.integration
+def test_a_whole_process_prints_one_line(tmp_path):
+    """Through a real process: one stderr line, exit 2, no progress output, nothing under --out."""
+    proc = subprocess.run([sys.executable, "-m", "steering", "sweep", "--dataset", "corrigible-neutral-HHH",
+                           "--data-dir", str(tmp_path), "--layers", "2", "--n-train", "4", "--n-test", "4",
+                           "--multipliers", "nan,0,1", "--out", str(tmp_path / "r")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: multiplier nan")
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------- no wrong numbers
+
+
+def test_metrics_refuse_nan_instead_of_reporting_zeros():
+    x = np.array([-1.0, 0.0, 1.0])
+    with pytest.raises(NonFiniteError):
+        ols_fit(x, np.array([[1.0, np.nan, 2.0]]))
+    with pytest.raises(NonFiniteError):
+        ols_fit(np.array([np.nan, 0.0, 1.0]), np.ones((2, 3)))
+    with pytest.raises(NonFiniteError):
+        per_example(np.array([1.0, 1.0, 1.0]), np.ones((2, 3)))  # no spread: no slope, not a slope of 0
+    with pytest.raises(NonFiniteError):
+        dataset_figures(np.array([0.5, np.nan, 1.0]))
+    assert np.allclose(ols_fit(x, np.array([[0.0, 1.0, 2.0]]))[0], [1.0])
+
+
+def test_a_nan_propensity_is_never_stored(tiny_llama, tmp_path, monkeypatch):
+    from steering import sweep
+    from steering.sweep import SweepConfig, SweepError, run_sweep
+
+    real = sweep.evaluate_grid
+
+    def poisoned(*a, **k):
+        out = real(*a, **k)
+        out[0, 0, 0] = np.nan  # e.g. a float16 overflow in the model
+        return out
+
+    monkeypatch.setattr(sweep, "evaluate_grid", poisoned)
+    with pytest.raises((NonFiniteError, SweepError)):
+        run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[1], n_train=4, n_test=4), lm=tiny_llama,
+                  out=tmp_path)
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+
+
+def test_nothing_partial_is_left_by_a_reversed_range(capsys, tmp_path):
+    bad(capsys, tmp_path / "r", *demo("--layers", "3-1"))
+    assert not (tmp_path / "r").exists()
+    shutil.rmtree(tmp_path / "r", ignore_errors=True)
