@@ -47,8 +47,15 @@ class Bar:
             self.stream.flush()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line (exit 2) like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m steering", description="Steering-vector reliability sweeps.")
+    p = _Parser(prog="python -m steering", description="Steering-vector reliability sweeps.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sweep", help="train vectors and measure per-example steerability")
     s.add_argument("--model", default=DEFAULT_MODEL)
@@ -85,8 +92,9 @@ def _sweep(args) -> int:
     from .datasets import load_dataset, split_dataset
 
     ds = load_dataset(args.dataset, args.data_dir)
-    split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
-    precheck_sweep(args.model, ds.name, args.layers, args.seed, args.device, args.n_train, args.n_test, args.out)
+    train_ex, test_ex = split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
+    precheck_sweep(args.model, ds.name, args.layers, args.seed, args.device, args.n_train, args.n_test, args.out,
+                   train_ex + test_ex)
     with contextlib.redirect_stderr(io.StringIO()):  # no de-quantising progress bars ahead of a one-line error
         lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     layers = parse_layers(args.layers, lm.n_layers) if args.layers is not None else [lm.n_layers // 2]

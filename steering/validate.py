@@ -269,6 +269,21 @@ def check_prompt_lengths(lm, examples: Sequence, pairs: Sequence) -> None:
                                   f"(the model's context, at most {MAX_PROMPT_TOKENS}): shorten or drop it")
 
 
+# No tokenizer turns more than this many characters into one token on natural text: an item with more
+# characters than this times the token limit cannot fit, and is refused before the model is even loaded.
+CHARS_PER_TOKEN_BOUND = 32
+
+
+def check_item_sizes(examples: Sequence, context: int | None) -> None:
+    """Items that are certainly too long for the model, found from their length in characters alone."""
+    limit = prompt_token_limit(context)
+    for e in examples:
+        n = len(e.question) + max(len(e.positive), len(e.negative))
+        if n > limit * CHARS_PER_TOKEN_BOUND:
+            raise ValidationError(f"item {e.example_id} is {n} characters long, far over the limit of {limit} "
+                                  f"tokens (the model's context, at most {MAX_PROMPT_TOKENS}): shorten or drop it")
+
+
 def check_layer_spec(spec: str | None, n_layers: int | None) -> None:
     """The --layers text reads (not reversed, not empty), and fits the model when its layer count is known."""
     if spec is None:
@@ -283,7 +298,7 @@ def check_layer_spec(spec: str | None, n_layers: int | None) -> None:
 
 
 def precheck_sweep(model: str, dataset_name: str, layers: str | None, seed: int, device: str | None,
-                   n_train: int, n_test: int, out: str | Path) -> None:
+                   n_train: int, n_test: int, out: str | Path, examples: Sequence = ()) -> None:
     """Everything about a sweep that can be checked without loading the model (the CLI runs it first)."""
     check_seed(seed)
     if n_train < 1 or n_test < 1:
@@ -293,5 +308,6 @@ def precheck_sweep(model: str, dataset_name: str, layers: str | None, seed: int,
     model_part = Path(str(model)).name.replace("/", "_")
     check_out_dir(out, [f"{dataset_name}--{model_part}--{'0' * 16}"])
     check_hf_available(model)
-    n_layers, _ = model_shape(model)
+    n_layers, context = model_shape(model)
     check_layer_spec(layers, n_layers)  # against the model's config or gguf header when it can be read
+    check_item_sizes(examples, context)

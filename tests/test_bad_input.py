@@ -173,7 +173,22 @@ def test_megabyte_question_names_the_item(capsys, tmp_path):
     f.write_text("\n".join(json.dumps(i) for i in items))
     msg = bad(capsys, tmp_path / "r", "--dataset", str(f), "--n-train", "10", "--n-test", "10", "--seed", "1",
               max_seconds=60)
-    assert "item long:5 is" in msg and "limit is 8192" in msg
+    assert "item long:5 is" in msg and "8192" in msg
+
+
+def test_item_over_the_context_is_found_when_encoded_before_any_pass(tiny_llama, tmp_path, monkeypatch):
+    """Too long in tokens but not obviously so in characters: caught after tokenising, before a forward pass."""
+    from steering import fast, sweep
+    from steering.datasets import parse_bytes
+
+    items = [dict(ITEM) for _ in range(12)]
+    items[7]["question"] = "word " * 3000 + ITEM["question"]  # ~3000 tokens, the tiny model's context is 2048
+    ds = parse_bytes("\n".join(json.dumps(i) for i in items).encode(), "ctx.jsonl")
+    monkeypatch.setattr(fast, "build_cache", lambda *a, **k: pytest.fail("a forward pass ran"))
+    with pytest.raises(sweep.SweepError, match=r"item ctx:7 is \d+ tokens long; the limit is 2048"):
+        sweep.run_sweep(sweep.SweepConfig(dataset=ds.name, layers=[1], n_train=6, n_test=6), lm=tiny_llama,
+                        out=tmp_path, dataset=ds)
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.integration
