@@ -27,6 +27,7 @@ from .validate import check_prompt_lengths
 from .vectors import AGGREGATORS, VectorMeta, aggregate, load_vectors, save_vectors
 
 DEFAULT_MULTIPLIERS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+MAX_MULTIPLIER = 1e4  # beyond this the steered activations overflow to inf/NaN
 # phase ("train" | "test" | "grid"), done, total
 PhaseProgress = Callable[[str, int, int], None]
 
@@ -108,6 +109,12 @@ def check_multipliers(values: Sequence[float]) -> None:
     bad = [v for v in values if not np.isfinite(v)]
     if bad:
         raise SweepError(f"multiplier {bad[0]} is not a finite number: use values such as -1.5, 0, 1.5")
+    big = [v for v in values if abs(v) > MAX_MULTIPLIER]
+    if big:
+        raise SweepError(f"multiplier {big[0]:g} is too large: use values between -{MAX_MULTIPLIER:g} and {MAX_MULTIPLIER:g}")
+    x = np.asarray(values, dtype=float)
+    if len(x) and not ((x - x.mean()) ** 2).sum() > 0:  # the slope fit's denominator (tiny spreads underflow)
+        raise SweepError("need at least two distinct multipliers to fit a slope, e.g. -1, 0, 1")
     if len(set(values)) < 2:
         raise SweepError("need at least two distinct multipliers to fit a slope, e.g. -1, 0, 1")
 

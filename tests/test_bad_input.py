@@ -43,7 +43,8 @@ def demo(*extra: str) -> list[str]:
     return ["--dataset", "corrigibility-demo", "--n-train", "8", "--n-test", "8", *extra]
 
 
-@pytest.mark.parametrize("spec", ["nan,0,1", "inf,0,1", "0,1,1e309", "nan,nan", "-inf,0", "1", "1,1", "1,x", ","])
+@pytest.mark.parametrize("spec", ["nan,0,1", "inf,0,1", "0,1,1e309", "nan,nan", "-inf,0", "1", "1,1", "1,x", ",",
+                                  "0,1e-300", "-1e200,0,1e200", "1e5,0"])
 def test_bad_multipliers(capsys, tmp_path, spec):
     msg = bad(capsys, tmp_path / "r", *demo(f"--multipliers={spec}"))
     assert "multiplier" in msg
