@@ -86,11 +86,34 @@ def cases(f: dict[str, Path], data_dir: str | None) -> list[tuple[str, list[str]
     c.append(("out is a file", demo + ["--out", str(f["a_file"])]))
     c.append(("out under a file", demo + ["--out", str(f["a_file"] / "sub")]))
     c.append(("data-dir missing", demo + ["--data-dir", "/nonexistent"]))
+    # Odd but valid: accepted, and the stored numbers are checked (finite, flags agree with the headline).
+    small = ["--dataset", "corrigibility-demo", "--n-train", "4", "--n-test", "4"]
+    c.append(("valid: layers ' 2 , 2 '", small + ["--layers", " 2 , 2 "]))
+    c.append(("valid: multipliers 1,0,-1,0", small + ["--layers", "2", "--multipliers=1,0,-1,0"]))
+    c.append(("valid: multipliers -1e4,1e4", small + ["--layers", "2", "--multipliers=-1e4,1e4"]))
     if data_dir:
         c.append(("issue command (nan,0,1)", ["--dataset", "corrigible-neutral-HHH", "--data-dir", data_dir,
                                                "--layers", "2", "--n-train", "4", "--n-test", "4",
                                                "--multipliers", "nan,0,1"]))
     return c
+
+
+def sane(stdout: str) -> bool:
+    """The stored run of an accepted case: every number finite, the headline fraction equal to the flags."""
+    import numpy as np
+
+    from steering.sweep import load_run
+
+    line = [l for l in stdout.splitlines() if l.startswith("run directory: ")]
+    if not line:
+        return False
+    r = load_run(line[0].split(": ", 1)[1])
+    s = r.steerability
+    finite = np.isfinite(r.propensities.propensity).all() and np.isfinite(s.slope).all()
+    table = r.layer_table()
+    agree = all(abs(row.frac_anti - (s[s.layer == row.layer].slope <= 0).mean()) < 1e-12 for row in table.itertuples())
+    flags = ((s.slope <= 0) == s.anti_steerable).all()
+    return bool(finite and agree and flags)
 
 
 def main() -> None:
@@ -104,7 +127,7 @@ def main() -> None:
         smol = registry_gguf_path(REGISTRY["smollm2-135m"])
     except ModelError:
         smol = None
-    counts = {"one-line error": 0, "traceback": 0, "accepted": 0, "other": 0}
+    counts = {"one-line error": 0, "traceback": 0, "accepted": 0, "silent wrong result": 0, "other": 0}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         f = files(tmp, smol)
@@ -123,7 +146,7 @@ def main() -> None:
             elif proc.returncode == 2 and len(err) == 1 and err[0].startswith("error: "):
                 kind = "one-line error"
             elif proc.returncode == 0:
-                kind = "accepted"
+                kind = "accepted" if sane(proc.stdout) else "silent wrong result"
             else:
                 kind = "other"
             left = sorted(p.name for p in out.iterdir()) if out.exists() else []

@@ -77,7 +77,7 @@ def per_example(multipliers, propensities: np.ndarray) -> dict[str, np.ndarray]:
         "rmse": rmse,
         "spearman": spearman(x, propensities),
         "baseline": np.asarray(baseline, dtype=float),
-        "anti_steerable": slope < 0,
+        "anti_steerable": ~(slope > 0),  # one rule with the dataset fraction: not slope > 0
     }
 
 
