@@ -48,6 +48,12 @@ def generate_stream(
     if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
         raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}")
     ids = token_ids(lm.tokenizer, prompt)
+    from .validate import model_context, prompt_token_limit
+
+    limit = prompt_token_limit(model_context(lm))
+    if len(ids) + max_new_tokens > limit:
+        raise ValueError(f"the prompt is {len(ids)} tokens long; with {max_new_tokens} new tokens that exceeds "
+                         f"the limit of {limit} (the model's context, capped): shorten it")
     start = steer_start(len(ids), mode)
     gen = torch.Generator().manual_seed(seed)
     eos = {lm.tokenizer.eos_token_id} | _ids(getattr(lm.model.generation_config, "eos_token_id", None))

@@ -145,3 +145,12 @@ def test_damaged_stored_run_is_quarantined_and_can_be_computed_again(app_env, da
     fresh.button(key="compute_layer").click().run()
     assert not fresh.exception and not fresh.error
     assert headline(fresh)["Mean steerability"] == headline(at)["Mean steerability"]
+
+
+def test_huge_free_prompt_on_the_live_page_is_a_message():
+    at = computed()
+    at.switch_page("pages/4_Live_steering.py").run()
+    at.text_area(key="w_live_text").set_value("word " * 5000).run()
+    at.button(key="live_generate").click().run()
+    assert not at.exception
+    assert "tokens long" in all_errors(at) and "limit of 2048" in all_errors(at)
