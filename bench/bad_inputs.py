@@ -154,11 +154,11 @@ def main() -> None:
                 kind = "other"
             counts[kind] += 1
             rows.append((label, kind, proc.returncode, secs, (err[-1] if err else "")[:110], left))
+            print(f"{label[:38]:<38} {kind:<15} rc={proc.returncode} {secs:5.1f}s  {rows[-1][4]}"
+                  f"{'  LEFT ' + str(left) if left else ''}", flush=True)
             import shutil
 
             shutil.rmtree(out, ignore_errors=True)
-    for label, kind, rc, secs, msg, left in rows:
-        print(f"{label[:38]:<38} {kind:<15} rc={rc} {secs:5.1f}s  {msg}{'  LEFT ' + str(left) if left else ''}")
     print(f"\n{len(rows)} cases: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
