@@ -206,3 +206,22 @@ def test_resumed_run_records_total_compute_time(tiny_llama, tmp_path):
     m = resumed.manifest
     assert m["seconds"] >= first_attempt + m["seconds_this_attempt"] - 0.02
     assert m["seconds"] > m["seconds_this_attempt"]
+
+
+def test_cli_says_in_one_line_that_a_damaged_run_is_recomputed(tiny_llama, tmp_path, monkeypatch, capsys):
+    from steering import cli
+
+    monkeypatch.setattr(cli, "load_model", lambda *a, **k: tiny_llama)
+    args = ["sweep", "--dataset", "corrigibility-demo", "--layers", "1", "--n-train", "6", "--n-test", "5",
+            "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    run = next(p for p in tmp_path.iterdir() if not p.name.startswith("."))
+    (run / "manifest.json").write_text("{broken")
+    assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    notes = [l for l in captured.err.splitlines() if l.startswith("note: ")]
+    assert len(notes) == 1 and "damaged" in notes[0] and "quarantine" in notes[0]
+    assert "from store" not in captured.out and verify_run(run) is None
+    table = lambda text: [l for l in text.splitlines() if l.strip().startswith("1 ")]  # noqa: E731
+    assert table(captured.out) == table(first)  # the same numbers again
