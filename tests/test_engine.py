@@ -190,7 +190,7 @@ def test_slope_and_spearman_match_numpy_and_scipy():
     expected = [scipy.stats.spearmanr(x, row).statistic for row in y]
     assert np.allclose(rho, expected)
     fit = per_example(x, y)
-    assert np.array_equal(fit["anti_steerable"], slope < 0)
+    assert np.array_equal(fit["anti_steerable"], ~(slope > 0))
     assert np.array_equal(fit["baseline"], y[:, 3])
 
 
@@ -310,3 +310,32 @@ def test_interrupted_sweep_resumes_without_redoing_finished_work(tiny_llama, tmp
     assert grid[1] == (2, 4)  # the first batch (both layers) came back without recomputing
     assert np.allclose(resumed.steerability.slope, whole.steerability.slope, atol=1e-6)
     assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".partial-")]
+
+
+def test_one_anti_steerable_rule_for_flag_fraction_and_histogram():
+    """A slope of exactly 0 is anti-steerable everywhere (the paper's 1 - mean(slope > 0))."""
+    from steering.figures import slope_histogram
+
+    x = np.array([-1.0, 0.0, 1.0])
+    props = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, -1.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 2.0]])  # slopes 0, -1, 1, 1
+    fit = per_example(x, props)
+    assert fit["anti_steerable"].tolist() == [True, True, False, False]
+    f = dataset_figures(fit["slope"])
+    assert f.frac_anti == pytest.approx(fit["anti_steerable"].mean()) == pytest.approx(0.5)
+    fig = slope_histogram(fit["slope"])
+    counts = {t.name.split(" ")[0]: int(sum(t.y)) for t in fig.data}
+    assert counts == {"anti-steerable": 2, "steerable": 2}
+
+
+def test_sweep_stores_test_pairs_as_the_model_saw_them(tiny_llama, tmp_path):
+    from steering.config import SweepConfig
+    from steering.results import load_run
+    from steering.sweep import run_sweep
+
+    res = run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[1], n_train=6, n_test=5,
+                                test_variant="SYS_NEG"), lm=tiny_llama, out=tmp_path)
+    stored = load_run(res.run_dir)
+    assert stored.test is not None and len(stored.test) == 5
+    assert list(stored.test.example_id) == list(res.steerability.example_id)
+    first = res.propensities[res.propensities.multiplier == res.config.multipliers[0]]
+    assert list(stored.test.prompt) == list(first.prompt)
