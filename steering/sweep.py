@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -93,6 +94,114 @@ def _versions() -> dict:
             "numpy": np.__version__, "pandas": pd.__version__}
 
 
+def train_key(cfg: SweepConfig, ds: Dataset, model_name: str) -> str:
+    """Key of the settings that determine the trained vectors (not the test variant, layers or multipliers).
+
+    Content-addresses the vector store: every test variant of a study reuses one training.
+    """
+    return settings_key({"model": model_name, "dataset_sha256": ds.sha256, "dataset_name": ds.name,
+                         "train_variant": cfg.train_variant, "n_train": cfg.n_train, "n_test": cfg.n_test,
+                         "seed": cfg.seed, "balance_train": cfg.balance_train, "aggregator": cfg.aggregator,
+                         "rescale": cfg.rescale, "system": cfg.system})
+
+
+def vector_store_path(out: str | Path, key: str) -> Path:
+    return Path(out) / ".vectors" / f"{key}.safetensors"  # hidden: a cache beside the runs, not a run
+
+
+def trained_vectors(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Sequence[Example],
+                    train_pairs: Sequence[EncodedPair], out: str | Path | None,
+                    progress: PhaseProgress | None = None) -> tuple[dict[int, torch.Tensor], bool]:
+    """Vectors for every layer, read from the vector store when these training settings were trained before.
+
+    Returns (vectors, reused). ``out=None`` skips the store (workers that must not write).
+    """
+    path = vector_store_path(out, train_key(cfg, ds, lm.name)) if out is not None else None
+    if path is not None and path.exists():
+        try:
+            stored, _ = load_vectors(path)
+            if len(stored) == lm.n_layers:
+                return {l: v.to(lm.device, lm.dtype) for l, v in stored.items()}, True
+        except Exception:  # noqa: BLE001 - a damaged cache entry is retrained and overwritten
+            pass
+    vectors = train_vectors(lm, train_pairs, cfg, progress)
+    if path is not None:
+        save_vectors(path, vectors, vector_meta(lm, ds, cfg, train_ex, list(range(lm.n_layers))))
+    return vectors, False
+
+
+def vector_meta(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Sequence[Example],
+                layers: list[int]) -> VectorMeta:
+    return VectorMeta(model=lm.name, layers=layers, aggregator=cfg.aggregator, rescaled=cfg.rescale,
+                      dataset=ds.name, dataset_sha256=ds.sha256, n_train=len(train_ex), seed=cfg.seed,
+                      variant=cfg.train_variant, hidden_size=lm.hidden_size)
+
+
+@dataclass
+class RunOutputs:
+    """Everything a run stores, computed without touching its run directory (a worker can return it)."""
+
+    settings: dict
+    config: SweepConfig
+    frames: dict[str, pd.DataFrame]  # file name -> table: propensities, steerability, train, test
+    vectors: dict[int, torch.Tensor]  # the run's layers
+    meta: VectorMeta
+    manifest: dict
+
+
+def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path | None = "results",
+                progress: PhaseProgress | None = None, caches: fast.CacheStore | None = None) -> RunOutputs:
+    """Train (or reuse) the vectors and evaluate the grid; with ``out``, resume from and save partial work."""
+    layers = cfg.layers if cfg.layers is not None else list(range(lm.n_layers))
+    cfg.validate(lm.n_layers)
+    settings = settings_of(cfg, ds, layers)
+    key = settings_key(settings)
+    train_ex, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+    train_pairs = encode_all(lm, train_ex, cfg.train_variant, ds.name, cfg.system)
+    test_pairs = encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system)
+    started = time.time()
+    partial = Partial(out, settings) if out is not None else None  # what an interrupted run already finished
+    reused = False
+    if partial is not None and partial.vectors_path.exists():
+        vectors = {l: v.to(lm.device, lm.dtype) for l, v in load_vectors(partial.vectors_path)[0].items()}
+    else:
+        all_vectors, reused = trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress)
+        vectors = {l: all_vectors[l] for l in layers}
+        if partial is not None:
+            partial.dir.mkdir(parents=True, exist_ok=True)
+            save_vectors(partial.vectors_path, vectors, VectorMeta(model=lm.name, layers=layers))
+    props = evaluate_grid(lm, test_pairs, vectors, layers, cfg, progress, caches, key, partial)
+    elapsed = time.time() - started
+
+    prop_df, steer_df = result_frames(cfg, ds.name, lm.name, test_ex, test_pairs, layers, props)
+    frames = {"propensities.parquet": prop_df, "steerability.parquet": steer_df,
+              "train.parquet": pairs_frame(train_ex, train_pairs), "test.parquet": pairs_frame(test_ex, test_pairs)}
+    manifest = {
+        "settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
+        "path": "fast" if use_fast(lm, cfg) else "reference", "seconds": round(elapsed, 2),
+        "n_layers_model": lm.n_layers, "hidden_size": lm.hidden_size, "dataset_path": ds.path,
+        "versions": _versions(), "device": str(lm.device), "dtype": str(lm.dtype),
+        # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
+        "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
+        "vectors_reused": reused, "train_key": train_key(cfg, ds, lm.name),
+    }
+    return RunOutputs(settings, cfg, frames, vectors, vector_meta(lm, ds, cfg, train_ex, layers), manifest)
+
+
+def store_run(out: str | Path, outputs: RunOutputs) -> SweepResult:
+    """Write a computed run atomically into the store (the driver's job when workers compute)."""
+    with RunWriter(out, outputs.settings) as w:
+        for name, df in outputs.frames.items():
+            w.parquet(name, df)
+        save_vectors(w.path("vectors.safetensors"), outputs.vectors, outputs.meta)
+        w.json("manifest.json", outputs.manifest)
+        run_dir = w.commit()
+    Partial(out, outputs.settings).clear()
+    f = outputs.frames
+    return SweepResult(run_dir, outputs.config, f["propensities.parquet"], f["steerability.parquet"],
+                       f["train.parquet"], outputs.vectors, outputs.manifest, test=f["test.parquet"])
+
+
 def run_sweep(
     cfg: SweepConfig,
     lm: LoadedModel | None = None,
@@ -107,48 +216,7 @@ def run_sweep(
     lm = lm or load_model(cfg.model)
     layers = cfg.layers if cfg.layers is not None else list(range(lm.n_layers))
     cfg.validate(lm.n_layers)
-    settings = settings_of(cfg, ds, layers)
-    existing = find_run(out, settings)
+    existing = find_run(out, settings_of(cfg, ds, layers))
     if existing is not None:
         return load_run(existing, cached=True)
-
-    train_ex, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
-    train_pairs = encode_all(lm, train_ex, cfg.train_variant, ds.name, cfg.system)
-    test_pairs = encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system)
-    started = time.time()
-    key = settings_key(settings)
-    partial = Partial(out, settings)  # what an interrupted run of these settings already finished
-    if partial.vectors_path.exists():
-        vectors = {l: v.to(lm.device, lm.dtype) for l, v in load_vectors(partial.vectors_path)[0].items()}
-    else:
-        all_vectors = train_vectors(lm, train_pairs, cfg, progress)
-        vectors = {l: all_vectors[l] for l in layers}
-        partial.dir.mkdir(parents=True, exist_ok=True)
-        save_vectors(partial.vectors_path, vectors, VectorMeta(model=lm.name, layers=layers))
-    props = evaluate_grid(lm, test_pairs, vectors, layers, cfg, progress, caches, key, partial)
-    elapsed = time.time() - started
-
-    prop_df, steer_df = result_frames(cfg, ds.name, lm.name, test_ex, test_pairs, layers, props)
-    train_df = pairs_frame(train_ex, train_pairs)
-    test_df = pairs_frame(test_ex, test_pairs)
-    manifest = {
-        "settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
-        "path": "fast" if use_fast(lm, cfg) else "reference", "seconds": round(elapsed, 2),
-        "n_layers_model": lm.n_layers, "hidden_size": lm.hidden_size, "dataset_path": ds.path,
-        "versions": _versions(), "device": str(lm.device), "dtype": str(lm.dtype),
-        # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
-        "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
-    }
-    meta = VectorMeta(model=lm.name, layers=layers, aggregator=cfg.aggregator, rescaled=cfg.rescale,
-                      dataset=ds.name, dataset_sha256=ds.sha256, n_train=len(train_ex), seed=cfg.seed,
-                      variant=cfg.train_variant, hidden_size=lm.hidden_size)
-    with RunWriter(out, settings) as w:
-        w.parquet("propensities.parquet", prop_df)
-        w.parquet("steerability.parquet", steer_df)
-        w.parquet("train.parquet", train_df)
-        w.parquet("test.parquet", test_df)
-        save_vectors(w.path("vectors.safetensors"), vectors, meta)
-        w.json("manifest.json", manifest)
-        run_dir = w.commit()
-    partial.clear()
-    return SweepResult(run_dir, cfg, prop_df, steer_df, train_df, vectors, manifest, test=test_df)
+    return store_run(out, compute_run(cfg, lm, ds, out, progress, caches))
