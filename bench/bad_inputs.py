@@ -102,7 +102,7 @@ def sane(stdout: str) -> bool:
     """The stored run of an accepted case: every number finite, the headline fraction equal to the flags."""
     import numpy as np
 
-    from steering.sweep import load_run
+    from steering.results import load_run
 
     line = [l for l in stdout.splitlines() if l.startswith("run directory: ")]
     if not line:

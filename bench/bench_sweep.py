@@ -25,7 +25,8 @@ from steering import evaluate, fast  # noqa: E402
 from steering.datasets import load_dataset, split_dataset  # noqa: E402
 from steering.models import load_model  # noqa: E402
 from steering.prompts import encode_example  # noqa: E402
-from steering.sweep import DEFAULT_MULTIPLIERS, SweepConfig, train_vectors  # noqa: E402
+from steering.config import DEFAULT_MULTIPLIERS, SweepConfig  # noqa: E402
+from steering.sweep import train_vectors  # noqa: E402
 
 
 def timed(fn):

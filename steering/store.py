@@ -75,9 +75,12 @@ def verify_run(path: str | Path, key: str | None = None) -> str | None:
     if manifest.get("key") != path.name.rsplit("--", 1)[-1] or (key is not None and manifest.get("key") != key):
         return f"manifest key {str(manifest.get('key'))[:20]!r} does not match the directory"
     for name, size in (manifest.get("files") or {}).items():
-        if name in FILES and (path / name).stat().st_size != size:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+        if (path / name).stat().st_size != size:
             return f"{name} is {(path / name).stat().st_size} bytes, the manifest says {size}"
-    for name in FILES:
+    extra = sorted(p.name for p in path.glob("*.parquet") if p.name not in FILES)  # e.g. test.parquet
+    for name in FILES + tuple(extra):
         try:
             if name.endswith(".parquet"):
                 pq.read_metadata(path / name)
@@ -228,8 +231,8 @@ class RunWriter:
         m = self.tmp / "manifest.json"
         if m.is_file():
             manifest = json.loads(m.read_text())
-            manifest["files"] = {n: (self.tmp / n).stat().st_size for n in FILES
-                                 if n != "manifest.json" and (self.tmp / n).is_file()}
+            manifest["files"] = {p.name: p.stat().st_size for p in sorted(self.tmp.iterdir())
+                                 if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")}
             m.write_text(json.dumps(manifest, indent=2, default=str))
 
     def abort(self) -> None:

@@ -288,7 +288,7 @@ def check_layer_spec(spec: str | None, n_layers: int | None) -> None:
     """The --layers text reads (not reversed, not empty), and fits the model when its layer count is known."""
     if spec is None:
         return
-    from .sweep import SweepError, parse_layers
+    from .config import SweepError, parse_layers
 
     try:
         parse_layers(spec, n_layers if n_layers else 1 << 16)

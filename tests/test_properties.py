@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from steering.datasets import DatasetError, parse_bytes
 from steering.store import run_dir_name, settings_key
-from steering.sweep import SweepError, parse_layers, parse_multipliers
+from steering.config import SweepError, parse_layers, parse_multipliers
 from steering.validate import ValidationError, gguf_metadata
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
