@@ -105,15 +105,27 @@ def _sweep(args) -> int:
     return 0
 
 
+def _datasets(args) -> int:
+    from .datasets import list_unreadable
+
+    for info in list_datasets(args.data_dir):
+        multi = f" ({info.n_multi_option} with >2 options)" if info.n_multi_option else ""
+        print(f"{info.name:<55} {info.kind:<10} {info.n_items:>6}  {info.group}  {info.path}{multi}")
+    bad = list_unreadable(args.data_dir)
+    if bad:
+        print(f"\n{len(bad)} file(s) not read as datasets:")
+        for name, path, reason in bad:
+            print(f"unreadable  {name:<44} {path}: {reason}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "datasets":
-            for info in list_datasets(args.data_dir):
-                print(f"{info.name:<55} {info.kind:<10} {info.n_items:>6}  {info.group}  {info.path}")
-            return 0
+            return _datasets(args)
         for m in list_models():
             print(f"{m['name']:<14} {'installed' if m['installed'] else 'not installed':<14} {m['description']}"
                   f"{'' if m['installed'] else '  (' + m['install'] + ')'}")
