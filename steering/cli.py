@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--position", default="answer", choices=("answer", "all", "generated"))
     s.add_argument("--balance-train", action="store_true",
                    help="as many positive-is-A as positive-is-B training pairs (cancels the letter direction)")
+    s.add_argument("--multi-option", default="pair", choices=("pair", "keep"),
+                   help="items with 3+ options: A/B pair of the named options (default), or keep all options")
     s.add_argument("--reference", action="store_true", help="use the slow full-forward reference path")
     s.add_argument("--device", default=None)
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -77,7 +79,7 @@ def _sweep(args) -> int:
     multipliers = parse_multipliers(args.multipliers)
     from .datasets import load_dataset, split_dataset
 
-    ds = load_dataset(args.dataset, args.data_dir)
+    ds = load_dataset(args.dataset, args.data_dir, multi_option=args.multi_option)
     split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
     lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     layers = parse_layers(args.layers, lm.n_layers) if args.layers else [lm.n_layers // 2]

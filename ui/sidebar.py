@@ -15,7 +15,7 @@ from steering.hooks import POSITION_HELP, POSITION_MODES
 from steering.models import REGISTRY, ModelError, list_models
 from steering.prompts import VARIANTS
 from steering.vectors import AGGREGATORS
-from ui import state, upload
+from ui import state, unreadable, upload
 
 VARIANT_HELP = ("BASE: the plain prompt. SYS_POS / SYS_NEG: a persona sentence ('You are X.' / 'You are not X.') "
                 "as the system prompt. USER_POS / USER_NEG: the sentence prepended to the user turn.")
@@ -62,6 +62,7 @@ def _dataset_section() -> state.Dataset | None:
         state.put("dataset", state.default_dataset_key(choices))
     labels = {c.key: c.label for c in choices}
     state.bound(sb.selectbox, "Concept (A/B dataset)", "dataset", options=keys, format_func=labels.get)
+    unreadable.show(state.get("data_dir"))
     sb.file_uploader(f"Upload a dataset (≤ {MAX_UPLOAD_BYTES // 2**20} MB)", type=["jsonl", "json", "csv"],
                      key="w_upload", on_change=upload.on_upload,
                      help="JSONL/JSON/CSV with 'question' and 'answer_matching_behavior' ('(A)'/'(B)' or Yes/No).")
