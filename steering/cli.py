@@ -10,7 +10,7 @@ import sys
 import time
 
 from .datasets import DatasetError, list_datasets
-from .models import DEFAULT_MODEL, ModelError, list_models, load_model
+from .models import DEFAULT_MODEL, ModelError, default_layer, list_models, load_model
 from .prompts import VARIANTS
 from .sweep import SweepConfig, SweepError, parse_layers, parse_multipliers, run_sweep
 from .vectors import AGGREGATORS
@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=DEFAULT_MODEL)
     s.add_argument("--dataset", required=True, help="dataset name (found in --data-dir or bundled) or file path")
     s.add_argument("--data-dir", default=None)
-    s.add_argument("--layers", default=None, help="13 | 0-29 | 1,5,9 | all (default: the middle layer)")
+    s.add_argument("--layers", default=None,
+                   help="13 | 0-29 | 1,5,9 | all (default: the registry's layer for the model, else the middle one)")
     s.add_argument("--multipliers", default="-1.5,-1,-0.5,0,0.5,1,1.5")
     s.add_argument("--n-train", type=int, default=100)
     s.add_argument("--n-test", type=int, default=50)
@@ -82,7 +83,7 @@ def _sweep(args) -> int:
     ds = load_dataset(args.dataset, args.data_dir, multi_option=args.multi_option)
     split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
     lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    layers = parse_layers(args.layers, lm.n_layers) if args.layers else [lm.n_layers // 2]
+    layers = parse_layers(args.layers, lm.n_layers) if args.layers else [default_layer(args.model, lm.n_layers)]
     cfg = SweepConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, layers=layers,
                       multipliers=multipliers, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                       train_variant=args.train_variant, test_variant=args.test_variant,
@@ -107,6 +108,17 @@ def _sweep(args) -> int:
     return 0
 
 
+def _models() -> int:
+    print(f"{'name':<22} {'here':<14} {'layer':>5}  description / source / needs")
+    for m in list_models():
+        here = "installed" if m["installed"] else ("not downloaded" if m["hf_id"] else "not installed")
+        layer = f"{m['default_layer']}/{m['n_layers']}" if m["default_layer"] is not None else "-"
+        print(f"{m['name']:<22} {here:<14} {layer:>5}  {m['description']}")
+        print(f"{'':<43}  {m['hf_id'] or 'GGUF'}: needs {m['needs']}"
+              f"{'' if m['installed'] else '; ' + m['install']}")
+    return 0
+
+
 def _datasets(args) -> int:
     from .datasets import list_unreadable
 
@@ -128,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "datasets":
             return _datasets(args)
-        for m in list_models():
-            print(f"{m['name']:<14} {'installed' if m['installed'] else 'not installed':<14} {m['description']}"
-                  f"{'' if m['installed'] else '  (' + m['install'] + ')'}")
-        return 0
+        return _models()
     except (DatasetError, ModelError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

