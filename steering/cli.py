@@ -72,7 +72,34 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("datasets", help="list datasets found in a directory and the bundled ones")
     d.add_argument("--data-dir", default=None)
     sub.add_parser("models", help="list the model registry")
+    _add_ecosystem_commands(sub)
     return p
+
+
+def _add_ecosystem_commands(sub) -> None:
+    """export, import and fetch (llama.cpp control vectors, static figures, public datasets)."""
+    e = sub.add_parser("export", help="a run's vectors as a llama.cpp control vector, or its figures as PNG/SVG/HTML")
+    e.add_argument("run_dir", help="a run directory (printed by sweep, under results/)")
+    e.add_argument("--format", required=True, choices=("gguf", "png", "svg", "html"))
+    e.add_argument("--to", required=True, help="output file (gguf, html) or folder (png, svg)")
+    e.add_argument("--layers", default=None, help="gguf: layers to export (default: all but 0); figures: the layer")
+    i = sub.add_parser("import", help="read a control vector (.gguf) or a .safetensors vector back and evaluate it")
+    i.add_argument("file", help="a .gguf control vector or a .safetensors vector file with its .json sidecar")
+    i.add_argument("--to", default=None, help="also write it as safetensors + JSON sidecar to this path")
+    i.add_argument("--model", default=None, help="default: the model recorded in the file")
+    i.add_argument("--dataset", default=None, help="evaluate on this dataset (default: the run it was exported from)")
+    i.add_argument("--data-dir", default=None)
+    i.add_argument("--layers", default=None, help="layers to evaluate (default: every layer in the file)")
+    i.add_argument("--multipliers", default=None)
+    i.add_argument("--n-train", type=int, default=None, help="items held out before the test split (default: as "
+                   "recorded, so the test split is the original run's)")
+    i.add_argument("--n-test", type=int, default=None)
+    i.add_argument("--seed", type=int, default=None)
+    i.add_argument("--device", default=None)
+    i.add_argument("--out", default="results")
+    f = sub.add_parser("fetch", help="download the paper's datasets (or one by name) from data/sources.json")
+    f.add_argument("name", help="'paper' for all of them, or a source name (see --list)")
+    f.add_argument("--cache-dir", default=None, help="default: ~/.cache/steerability/datasets")
 
 
 def _sweep(args) -> int:
@@ -140,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "datasets":
             return _datasets(args)
+        if args.command in ("export", "import", "fetch"):
+            from . import ecosystem_cli
+
+            return ecosystem_cli.run(args)
         return _models()
     except (DatasetError, ModelError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
