@@ -100,6 +100,7 @@ def _add_ecosystem_commands(sub) -> None:
     f = sub.add_parser("fetch", help="download the paper's datasets (or one by name) from data/sources.json")
     f.add_argument("name", help="'paper' for all of them, or a source name (see --list)")
     f.add_argument("--cache-dir", default=None, help="default: ~/.cache/steerability/datasets")
+    f.add_argument("--registry", default=None, help="a sources.json other than data/sources.json")
 
 
 def _sweep(args) -> int:

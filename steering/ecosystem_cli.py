@@ -124,12 +124,13 @@ def _fetch(args) -> int:
     from . import sources
 
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else sources.DEFAULT_CACHE_DIR
-    known = sources.list_sources()
+    registry = args.registry or sources.REGISTRY_PATH
+    known = sources.list_sources(registry)
     names = [s.name for s in known] if args.name == "paper" else [args.name]
     done = []
     for name in names:
         try:
-            done.append(sources.fetch(name, cache))
+            done.append(sources.fetch(name, cache, registry=registry))
         except DatasetError as e:
             if "download from" in str(e) and "failed" in str(e):
                 return _error(f"cannot download {name}: no internet connection? ({str(e).split('failed', 1)[-1].strip()})"

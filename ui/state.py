@@ -35,7 +35,9 @@ def results_dir() -> Path:
 
 
 def env_data_dir() -> str:
-    return os.environ.get("STEERING_DATA_DIR") or ""
+    from steering.sources import DEFAULT_CACHE_DIR  # `python -m steering fetch` puts datasets there
+
+    return os.environ.get("STEERING_DATA_DIR") or (str(DEFAULT_CACHE_DIR) if DEFAULT_CACHE_DIR.is_dir() else "")
 
 
 def defaults() -> dict[str, Any]:
