@@ -189,6 +189,7 @@ def test_slope_and_spearman_match_numpy_and_scipy():
     rho = spearman(x, y)
     expected = [scipy.stats.spearmanr(x, row).statistic for row in y]
     assert np.allclose(rho, expected)
+    assert np.isnan(spearman(x, np.ones((2, 7)))).all() and spearman(x, x[None] ** 3)[0] == pytest.approx(1.0)
     fit = per_example(x, y)
     assert np.array_equal(fit["anti_steerable"], slope < 0)
     assert np.array_equal(fit["baseline"], y[:, 3])
