@@ -19,13 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from steering import evaluate, fast  # noqa: E402
-from steering.datasets import load_dataset, split_dataset  # noqa: E402
-from steering.models import load_model  # noqa: E402
-from steering.prompts import encode_example  # noqa: E402
-from steering.sweep import DEFAULT_MULTIPLIERS, SweepConfig, train_vectors  # noqa: E402
+from steering import evaluate, fast
+from steering.datasets import load_dataset, split_dataset
+from steering.models import load_model
+from steering.prompts import encode_example
+from steering.sweep import DEFAULT_MULTIPLIERS, SweepConfig, train_vectors
 
 
 def timed(fn):

@@ -133,8 +133,9 @@ def _fetch(args) -> int:
             done.append(sources.fetch(name, cache, registry=registry))
         except DatasetError as e:
             if "download from" in str(e) and "failed" in str(e):
-                return _error(f"cannot download {name}: no internet connection? ({str(e).split('failed', 1)[-1].strip()})"
-                              f"; {len(done)} of {len(names)} source(s) are in {cache}")
+                why = str(e).split("failed", 1)[-1].strip()
+                return _error(f"cannot download {name}: no internet connection? {why}; "
+                              f"{len(done)} of {len(names)} source(s) are in {cache}")
             raise
     print(f"{len(done)} dataset file(s) verified in {cache}; list them with "
           f"`python -m steering datasets --data-dir {cache}` (the dashboard uses it as its default data directory)")
