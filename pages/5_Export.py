@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import export, page, state, views
+from ui import export, import_vectors, page, state, views
 
 
 def body(ctx: state.Context) -> None:
@@ -59,6 +59,7 @@ def body(ctx: state.Context) -> None:
     else:
         st.caption(f"{export.static_unavailable_reason()}. Each chart's camera icon (top right, on hover) saves "
                    "that chart as PNG from the browser.")
+    import_vectors.section(ctx)
     st.subheader("Reproduce with the backend")
     st.code(export.snippet(ctx, result), language="python")
     views.provenance(result)
