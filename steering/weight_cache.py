@@ -14,6 +14,7 @@ stale entry of the same path is removed). Hashes are remembered per (path, size,
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -107,7 +108,7 @@ def _store(model, tokenizer, target: Path, sha: str, source: Path) -> None:
         # save_pretrained refuses models loaded from GGUF; their dequantised tensors are plain weights.
         from safetensors.torch import save_model
 
-        config = model.config
+        config = copy.deepcopy(model.config)  # the loaded model keeps its own config untouched
         for attr in ("quantization_config", "_pre_quantization_dtype"):
             if hasattr(config, attr):
                 delattr(config, attr)
