@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from steering import evaluate, fast
+from steering.config import DEFAULT_MULTIPLIERS, SweepConfig
 from steering.datasets import load_dataset
 from steering.models import load_model, pick_device, wrap_model
 from steering.prompts import encode_example
-from steering.sweep import DEFAULT_MULTIPLIERS, SweepConfig, train_vectors
+from steering.sweep import train_vectors
 
 
 def random_smollm(tokenizer_dir: str, device: torch.device):

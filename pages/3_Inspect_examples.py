@@ -28,7 +28,7 @@ def detail(ctx: state.Context, result, example_id: str) -> None:
     n = state.bound(c[1].number_input, "Max new tokens", "inspect_tokens", min_value=1, max_value=200, step=1)
     if c[2].button("Generate", key="inspect_generate"):
         views.generations(ctx.lm, row.prompt, ctx.layer, result.vectors[ctx.layer], m, "s_inspect_gen",
-                          max_new_tokens=int(n), mode=state.get("position"))
+                          max_new_tokens=int(n), mode=ctx.settings.position)
     else:
         views.last_generations("s_inspect_gen", row.prompt)
 

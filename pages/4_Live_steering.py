@@ -51,7 +51,7 @@ def body(ctx: state.Context) -> None:
         st.code(prompt, language=None, wrap_lines=True)
     if st.button("Generate", type="primary", key="live_generate"):
         views.generations(ctx.lm, prompt, layer, vector_run.vectors[layer], float(multiplier), "s_live_gen",
-                          max_new_tokens=int(n), mode=state.get("position"), sample=bool(sample), seed=int(seed),
+                          max_new_tokens=int(n), mode=ctx.settings.position, sample=bool(sample), seed=int(seed),
                           temperature=float(temperature))
     else:
         views.last_generations("s_live_gen", prompt)

@@ -11,9 +11,9 @@ import time
 
 from .datasets import DatasetError, list_datasets
 from .models import DEFAULT_MODEL, ModelError, default_layer, list_models, load_model
-from .prompts import VARIANTS
-from .sweep import SweepConfig, SweepError, parse_layers, parse_multipliers, run_sweep
-from .vectors import AGGREGATORS
+from .config import (CHOICES, DEFAULT_AGGREGATOR, DEFAULT_METRIC, DEFAULT_MULTIPLIERS, DEFAULT_N_TEST, DEFAULT_N_TRAIN,
+                     DEFAULT_POSITION, DEFAULT_VARIANT, SweepConfig, SweepError, parse_layers, parse_multipliers)
+from .sweep import run_sweep
 
 
 class Bar:
@@ -50,16 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", default=None)
     s.add_argument("--layers", default=None,
                    help="13 | 0-29 | 1,5,9 | all (default: the registry's layer for the model, else the middle one)")
-    s.add_argument("--multipliers", default="-1.5,-1,-0.5,0,0.5,1,1.5")
-    s.add_argument("--n-train", type=int, default=100)
-    s.add_argument("--n-test", type=int, default=50)
+    s.add_argument("--multipliers", default=",".join(f"{m:g}" for m in DEFAULT_MULTIPLIERS))
+    s.add_argument("--n-train", type=int, default=DEFAULT_N_TRAIN)
+    s.add_argument("--n-test", type=int, default=DEFAULT_N_TEST)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--train-variant", default="BASE", choices=VARIANTS)
-    s.add_argument("--test-variant", default="BASE", choices=VARIANTS)
-    s.add_argument("--aggregator", default="mean", choices=AGGREGATORS)
+    s.add_argument("--train-variant", default=DEFAULT_VARIANT, choices=CHOICES["variant"])
+    s.add_argument("--test-variant", default=DEFAULT_VARIANT, choices=CHOICES["variant"])
+    s.add_argument("--aggregator", default=DEFAULT_AGGREGATOR, choices=CHOICES["aggregator"])
     s.add_argument("--no-rescale", action="store_true", help="keep PCA/logistic vectors unit length")
-    s.add_argument("--metric", default="logit_diff", choices=("logit_diff", "logprob_diff", "prob"))
-    s.add_argument("--position", default="answer", choices=("answer", "all", "generated"))
+    s.add_argument("--metric", default=DEFAULT_METRIC, choices=CHOICES["metric"])
+    s.add_argument("--position", default=DEFAULT_POSITION, choices=CHOICES["position"])
     s.add_argument("--balance-train", action="store_true",
                    help="as many positive-is-A as positive-is-B training pairs (cancels the letter direction)")
     s.add_argument("--multi-option", default="pair", choices=("pair", "keep"),

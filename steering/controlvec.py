@@ -181,8 +181,10 @@ def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "resu
     from datetime import datetime, timezone
 
     from . import sweep as S
+    from .config import settings_of
     from .datasets import split_dataset
-    from .store import RunWriter, find_run, settings_key
+    from .results import load_run, pairs_frame, result_frames
+    from .store import find_run, settings_key
 
     vectors, info = read_vectors(path)
     layers = cfg.layers if cfg.layers is not None else sorted(vectors)
@@ -196,18 +198,19 @@ def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "resu
                                      f"{lm.name} has hidden size {lm.hidden_size}")
     cfg.layers, cfg.dataset = list(layers), cfg.dataset or dataset.name
     cfg.validate(lm.n_layers)
-    settings = S.settings_of(cfg, dataset, list(layers))
+    settings = settings_of(cfg, dataset, list(layers))
     settings["imported_vectors_sha256"] = info["sha256"]
     existing = find_run(out, settings)
     if existing is not None:
-        return S.load_run(existing, cached=True)
-    train_ex, test_ex = split_dataset(dataset, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+        return load_run(existing, cached=True)
+    _, test_ex = split_dataset(dataset, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
     test_pairs = S.encode_all(lm, test_ex, cfg.test_variant, dataset.name, cfg.system)
     chosen = {lay: vectors[lay].to(lm.device, lm.dtype) for lay in layers}
     key = settings_key(settings)
     props = S.evaluate_grid(lm, test_pairs, chosen, list(layers), cfg, progress, None, key, None)
-    prop_df, steer_df = S.result_frames(cfg, dataset.name, lm.name, test_ex, test_pairs, list(layers), props)
-    train_df = S.pairs_frame([], [])
+    prop_df, steer_df = result_frames(cfg, dataset.name, lm.name, test_ex, test_pairs, list(layers), props)
+    frames = {"propensities.parquet": prop_df, "steerability.parquet": steer_df,
+              "train.parquet": pairs_frame([], []), "test.parquet": pairs_frame(test_ex, test_pairs)}
     manifest = {"settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
                 "path": "fast" if S.use_fast(lm, cfg) else "reference", "imported_from": str(path),
                 "imported_format": info["format"], "imported_model": info["model"],
@@ -216,11 +219,4 @@ def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "resu
     known = {f.name for f in fields(VectorMeta)}
     meta = VectorMeta(**{k: v for k, v in (info.get("vector_meta") or {}).items() if k in known}) \
         if info.get("vector_meta") else VectorMeta(model=info["model"] or lm.name, layers=list(layers))
-    with RunWriter(out, settings) as w:
-        w.parquet("propensities.parquet", prop_df)
-        w.parquet("steerability.parquet", steer_df)
-        w.parquet("train.parquet", train_df)
-        save_vectors(w.path("vectors.safetensors"), chosen, meta)
-        w.json("manifest.json", manifest)
-        run_dir = w.commit()
-    return S.SweepResult(run_dir, cfg, prop_df, steer_df, train_df, chosen, manifest)
+    return S.store_run(out, S.RunOutputs(settings, cfg, frames, chosen, meta, manifest))

@@ -54,8 +54,8 @@ def _export(args) -> int:
         print(f"wrote {path}: llama.cpp control vector, layers {', '.join(map(str, layers))} "
               f"(direction.N = output of block N, 0-based); use: llama-cli -m MODEL.gguf --control-vector {path}")
         return 0
+    from .results import load_run
     from .static_figures import write_figures
-    from .sweep import load_run
 
     result = load_run(run_dir)
     layers = _int_list(args.layers)
@@ -83,9 +83,9 @@ def _import(args) -> int:
             print("no dataset recorded in the file: pass --dataset NAME to evaluate it")
         return 0
     from .cli import Bar
+    from .config import SweepConfig, parse_multipliers
     from .datasets import load_dataset
     from .models import load_model
-    from .sweep import SweepConfig, parse_multipliers
 
     known = {f.name for f in fields(SweepConfig)}
     cfg = SweepConfig(**{k: v for k, v in settings.items() if k in known})
@@ -98,8 +98,6 @@ def _import(args) -> int:
     for name in ("n_train", "n_test", "seed"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    if not settings:  # nothing trained here: test items from the start of the permutation
-        cfg.n_train = args.n_train or 0
     ds = load_dataset(cfg.dataset, cfg.data_dir)
     model = args.model or info["model"] or settings.get("model")
     if not model:

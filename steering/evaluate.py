@@ -14,34 +14,16 @@ import torch
 from .hooks import capture, steer, steer_start
 from .models import LoadedModel
 from .prompts import EncodedPair
-
-METRICS = ("logit_diff", "logprob_diff", "prob")
-METRIC_UNITS = {
-    "logit_diff": "logit difference (positive - negative)",
-    "logprob_diff": "log-probability difference (positive - negative)",
-    "prob": "P(positive), normalised over the two answers",
-}
+from .scoring import METRIC_UNITS, METRICS, combine_scores, pad_rows  # noqa: F401 - re-exported
 
 Progress = Callable[[int, int], None]
 
 
-def combine_scores(pos: torch.Tensor, neg: torch.Tensor, metric: str) -> torch.Tensor:
-    """Propensity from summed completion scores (raw logits, or log-probs for the other metrics)."""
-    if metric == "logit_diff" or metric == "logprob_diff":
-        return pos - neg
-    if metric == "prob":
-        return torch.sigmoid(pos - neg)
-    raise ValueError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
-
-
 def _sequences(lm: LoadedModel, pair: EncodedPair) -> tuple[torch.Tensor, torch.Tensor]:
     """[pos, neg] full sequences, right-padded, with their attention mask."""
-    seqs = [list(pair.prompt_ids + pair.pos_ids), list(pair.prompt_ids + pair.neg_ids)]
-    width = max(map(len, seqs))
-    pad = lm.tokenizer.pad_token_id
-    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=lm.device)
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=lm.device)
-    return ids, mask
+    ids, mask = pad_rows([list(pair.prompt_ids + pair.pos_ids), list(pair.prompt_ids + pair.neg_ids)],
+                         lm.tokenizer.pad_token_id)
+    return ids.to(lm.device), mask.to(lm.device)
 
 
 def completion_score(logits: torch.Tensor, prompt_len: int, completion: Sequence[int], metric: str) -> torch.Tensor:

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .evaluate import combine_scores, reference_propensity
 from .hooks import capture
 from .models import LoadedModel
 from .prompts import EncodedPair
+from .scoring import combine_scores, pad_rows
 
 Progress = Callable[[int, int], None]
 FAST_MODES = ("answer", "generated")
@@ -188,22 +188,12 @@ def _propensity(batch: PromptBatch, sel: torch.Tensor, logz: torch.Tensor | None
     return combine_scores(summed[..., 0], summed[..., 1], metric)
 
 
-def _pad(seqs: list[list[int]], pad: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(1, max(map(len, seqs)))
-    ids, mask = [], []
-    for s in seqs:
-        fill = width - len(s)
-        ids.append(([pad] * fill + s) if side == "left" else (s + [pad] * fill))
-        mask.append(([0] * fill + [1] * len(s)) if side == "left" else ([1] * len(s) + [0] * fill))
-    return torch.tensor(ids), torch.tensor(mask)
-
-
 @torch.no_grad()
 def _encode_batch(lm: LoadedModel, pairs: Sequence[EncodedPair], index: list[int], metric: str,
                   padding_side: str) -> PromptBatch:
     dev, pad = lm.device, lm.tokenizer.pad_token_id
     prefixes = [list(p.prompt_ids[:-1]) for p in pairs]
-    prefix_ids, prefix_mask = _pad(prefixes, pad, padding_side)
+    prefix_ids, prefix_mask = pad_rows(prefixes, pad, padding_side)
     prefix_ids, prefix_mask = prefix_ids.to(dev), prefix_mask.to(dev)
     positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)
     out = lm.base(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions, use_cache=True)
@@ -359,6 +349,7 @@ def check_fast_path(lm: LoadedModel, tol: float = 1e-2) -> bool:
     """
     if lm.fast_ok is not None:
         return lm.fast_ok
+    from .evaluate import reference_propensity  # the oracle, only for this self-check
     from .prompts import encode_pair
 
     tok = lm.tokenizer

@@ -16,6 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from . import metrics
+
 STEER = "#1f77b4"
 ANTI = "#d62728"
 BASE = "#8c8c8c"
@@ -59,23 +61,25 @@ def zero_aligned_bins(values: np.ndarray, nbins: int = 30) -> np.ndarray:
 
 def slope_histogram(slopes: Sequence[float], metric: str = "logit_diff", nbins: int = 30,
                     title: str = "Per-example steerability") -> go.Figure:
-    """Histogram of per-example slopes; the anti-steerable region (slope < 0) is shaded and its bars red."""
+    """Histogram of per-example slopes; anti-steerable examples (slope ≤ 0, the paper's rule) are red,
+    counted by example so a slope of exactly 0 is never drawn as steerable."""
     s = np.asarray(slopes, dtype=float)
     edges = zero_aligned_bins(s, nbins)
-    counts, _ = np.histogram(s, edges)
     centers, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
-    anti = centers < 0
+    anti = metrics.anti_steerable(s)
     fig = go.Figure()
-    for mask, name, colour in ((anti, "anti-steerable (slope < 0)", ANTI), (~anti, "steerable (slope > 0)", STEER)):
-        fig.add_bar(x=centers[mask], y=counts[mask], width=width * 0.95, name=name, marker_color=colour,
-                    customdata=np.stack([edges[:-1][mask], edges[1:][mask]], -1),
+    for subset, name, colour in ((s[anti], "anti-steerable (slope ≤ 0)", ANTI), (s[~anti], "steerable (slope > 0)", STEER)):
+        counts, _ = np.histogram(subset, edges)
+        keep = counts > 0
+        fig.add_bar(x=centers[keep], y=counts[keep], width=width * 0.95, name=name, marker_color=colour,
+                    customdata=np.stack([edges[:-1][keep], edges[1:][keep]], -1),
                     hovertemplate="slope %{customdata[0]:.3g} to %{customdata[1]:.3g}: %{y} examples<extra></extra>")
     fig.add_vrect(x0=edges[0], x1=0, fillcolor=ANTI_FILL, line_width=0, layer="below")
     fig.add_vline(x=0, line_color=ANTI, line_dash="dot")
     if len(s):
         fig.add_vline(x=float(s.mean()), line_color=STEER, line_dash="dash",
                       annotation_text=f"mean {s.mean():.3g}", annotation_position="top right")
-    fig.update_layout(barmode="overlay", bargap=0)
+    fig.update_layout(barmode="stack", bargap=0)
     return _layout(fig, title, slope_label(metric), "examples")
 
 
@@ -222,7 +226,7 @@ def layer_summary(table: pd.DataFrame, metric: str = "logit_diff", selected: int
 def example_curve(points: pd.DataFrame, slope: float, intercept: float, metric: str = "logit_diff",
                   title: str = "This example") -> go.Figure:
     """One example's propensity at each grid multiplier and its least-squares line."""
-    colour = ANTI if slope < 0 else STEER
+    colour = ANTI if metrics.anti_steerable([slope])[0] else STEER
     p = points.sort_values("multiplier")
     x = np.array([p.multiplier.min(), p.multiplier.max()], dtype=float)
     fig = go.Figure()

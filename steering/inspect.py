@@ -7,7 +7,8 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from .evaluate import _sequences, completion_score, combine_scores
+from .evaluate import _sequences, completion_score
+from .scoring import combine_scores
 from .hooks import steer, steer_start
 from .models import LoadedModel
 from .prompts import encode_pair

@@ -37,6 +37,11 @@ def spearman(multipliers: np.ndarray, propensities: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, ryc @ rxc / np.where(denom > 0, denom, 1), np.nan)
 
 
+def anti_steerable(slopes) -> np.ndarray:
+    """The paper's rule, used by every reader: an example is anti-steerable unless its slope is > 0."""
+    return ~(np.asarray(slopes, dtype=float) > 0)
+
+
 def per_example(multipliers, propensities: np.ndarray) -> dict[str, np.ndarray]:
     """slope, intercept, rmse, spearman, baseline (propensity at multiplier 0, or the fit's intercept), anti_steerable."""
     x = np.asarray(multipliers, dtype=float)
@@ -49,7 +54,7 @@ def per_example(multipliers, propensities: np.ndarray) -> dict[str, np.ndarray]:
         "rmse": rmse,
         "spearman": spearman(x, propensities),
         "baseline": np.asarray(baseline, dtype=float),
-        "anti_steerable": slope < 0,
+        "anti_steerable": anti_steerable(slope),
     }
 
 
@@ -102,7 +107,7 @@ def dataset_figures(slopes: np.ndarray, pos_is_A: np.ndarray | None = None, pos_
                     seed: int = 0) -> DatasetFigures:
     """Mean/median slope, fraction anti-steerable (1 - mean(slope > 0)) with bootstrap 95% intervals, spurious R²."""
     s = np.asarray(slopes, dtype=float)
-    anti = (s <= 0).astype(float)  # the paper's 1 - mean(slope > 0)
+    anti = anti_steerable(s).astype(float)  # the paper's 1 - mean(slope > 0)
     lo, hi = bootstrap_ci(anti, np.mean, seed=seed)
     mlo, mhi = bootstrap_ci(s, np.mean, seed=seed)
     yes = None

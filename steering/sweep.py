@@ -1,14 +1,14 @@
 """A sweep: train vectors on the train split, evaluate the test split over layers x multipliers, store it.
 
-This is the one entry point the CLI, the dashboard and the benchmarks share.
+This is the one entry point the CLI, the dashboard, the studies and the benchmarks share.
+Settings live in ``config``, the stored result in ``results``, the slider in ``live``.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,131 +17,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import evaluate, fast, metrics
+from . import evaluate, fast
+from .config import SweepConfig, SweepError, settings_of
 from .datasets import Dataset, Example, load_dataset, split_dataset
-from .hooks import POSITION_MODES
 from .models import LoadedModel, load_model
-from .prompts import DEFAULT_SYSTEM, VARIANTS, EncodedPair, encode_example
+from .prompts import EncodedPair, encode_example
+from .results import SweepResult, load_run, pairs_frame, result_frames
 from .store import Partial, RunWriter, find_run, settings_key
-from .vectors import AGGREGATORS, VectorMeta, aggregate, load_vectors, save_vectors
+from .vectors import VectorMeta, aggregate, load_vectors, save_vectors
 
-DEFAULT_MULTIPLIERS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
 # phase ("train" | "test" | "grid"), done, total
 PhaseProgress = Callable[[str, int, int], None]
-
-
-class SweepError(ValueError):
-    """Bad sweep settings; the message says what would be valid."""
-
-
-@dataclass
-class SweepConfig:
-    model: str = "smollm2-135m"
-    dataset: str = ""
-    data_dir: str | None = None
-    layers: list[int] | None = None  # None: all layers
-    multipliers: list[float] = field(default_factory=lambda: list(DEFAULT_MULTIPLIERS))
-    n_train: int = 100
-    n_test: int = 50
-    seed: int = 0
-    train_variant: str = "BASE"
-    test_variant: str = "BASE"
-    aggregator: str = "mean"
-    rescale: bool = True
-    metric: str = "logit_diff"
-    position: str = "answer"
-    system: str = DEFAULT_SYSTEM
-    balance_train: bool = False  # equal positive-is-A and positive-is-B training items
-    reference: bool = False  # force the reference path (same numbers, much slower)
-
-    def validate(self, n_layers: int | None = None) -> None:
-        if self.train_variant not in VARIANTS or self.test_variant not in VARIANTS:
-            raise SweepError(f"unknown prompt variant: choose from {', '.join(VARIANTS)}")
-        if self.aggregator not in AGGREGATORS:
-            raise SweepError(f"unknown aggregator '{self.aggregator}': choose one of {', '.join(AGGREGATORS)}")
-        if self.metric not in evaluate.METRICS:
-            raise SweepError(f"unknown metric '{self.metric}': choose one of {', '.join(evaluate.METRICS)}")
-        if self.position not in POSITION_MODES:
-            raise SweepError(f"unknown position mode '{self.position}': choose one of {', '.join(POSITION_MODES)}")
-        check_multipliers(self.multipliers)
-        if self.n_train < 1 or self.n_test < 1:
-            raise SweepError("n_train and n_test must be at least 1")
-        if n_layers is not None and self.layers is not None:
-            bad = [l for l in self.layers if not 0 <= l < n_layers]
-            if bad:
-                raise SweepError(f"layer {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
-
-
-def parse_layers(spec: str | None, n_layers: int) -> list[int]:
-    """'13', '0-29', '1,5,9', 'all' -> sorted layer list, checked against the model."""
-    if spec is None or spec == "all":
-        return list(range(n_layers))
-    layers: set[int] = set()
-    try:
-        for part in spec.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                layers.update(range(int(a), int(b) + 1))
-            else:
-                layers.add(int(part))
-    except ValueError:
-        raise SweepError(f"cannot read layers '{spec}': use 13, 0-29, 1,5,9 or all") from None
-    bad = [l for l in sorted(layers) if not 0 <= l < n_layers]
-    if bad:
-        raise SweepError(f"layer {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
-    return sorted(layers)
-
-
-def check_multipliers(values: Sequence[float]) -> None:
-    if len(set(values)) < 2:
-        raise SweepError("need at least two distinct multipliers to fit a slope, e.g. -1, 0, 1")
-
-
-def parse_multipliers(spec: str) -> list[float]:
-    try:
-        values = [float(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise SweepError(f"cannot read multipliers '{spec}': use comma-separated numbers, e.g. -1,0,1") from None
-    return values
-
-
-@dataclass
-class SweepResult:
-    run_dir: Path
-    config: SweepConfig
-    propensities: pd.DataFrame
-    steerability: pd.DataFrame
-    train: pd.DataFrame
-    vectors: dict[int, torch.Tensor]
-    manifest: dict
-    cached: bool = False  # served from the store
-
-    @property
-    def layers(self) -> list[int]:
-        return sorted(self.vectors)
-
-    def figures(self, layer: int) -> metrics.DatasetFigures:
-        s = self.steerability[self.steerability.layer == layer]
-        return metrics.dataset_figures(s.slope.to_numpy(), s.pos_is_A.to_numpy(), s.pos_is_yes.to_numpy())
-
-    def layer_table(self) -> pd.DataFrame:
-        rows = []
-        for layer in self.layers:
-            f = self.figures(layer)
-            rows.append({"layer": layer, "mean_slope": f.mean_slope, "median_slope": f.median_slope,
-                         "frac_anti": f.frac_anti, "frac_anti_lo": f.frac_anti_lo, "frac_anti_hi": f.frac_anti_hi,
-                         "mean_slope_lo": f.mean_slope_lo, "mean_slope_hi": f.mean_slope_hi,
-                         "r2_pos_is_A": f.r2_pos_is_A})
-        return pd.DataFrame(rows)
-
-
-def settings_of(cfg: SweepConfig, ds: Dataset, layers: list[int]) -> dict:
-    s = asdict(cfg)
-    s.pop("reference")  # both paths give the same numbers (tested)
-    s.pop("data_dir")
-    s.update(layers=layers, dataset_name=ds.name, dataset_sha256=ds.sha256)
-    return s
 
 
 def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str, system: str) -> list[EncodedPair]:
@@ -208,6 +94,114 @@ def _versions() -> dict:
             "numpy": np.__version__, "pandas": pd.__version__}
 
 
+def train_key(cfg: SweepConfig, ds: Dataset, model_name: str) -> str:
+    """Key of the settings that determine the trained vectors (not the test variant, layers or multipliers).
+
+    Content-addresses the vector store: every test variant of a study reuses one training.
+    """
+    return settings_key({"model": model_name, "dataset_sha256": ds.sha256, "dataset_name": ds.name,
+                         "train_variant": cfg.train_variant, "n_train": cfg.n_train, "n_test": cfg.n_test,
+                         "seed": cfg.seed, "balance_train": cfg.balance_train, "aggregator": cfg.aggregator,
+                         "rescale": cfg.rescale, "system": cfg.system})
+
+
+def vector_store_path(out: str | Path, key: str) -> Path:
+    return Path(out) / ".vectors" / f"{key}.safetensors"  # hidden: a cache beside the runs, not a run
+
+
+def trained_vectors(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Sequence[Example],
+                    train_pairs: Sequence[EncodedPair], out: str | Path | None,
+                    progress: PhaseProgress | None = None) -> tuple[dict[int, torch.Tensor], bool]:
+    """Vectors for every layer, read from the vector store when these training settings were trained before.
+
+    Returns (vectors, reused). ``out=None`` skips the store (workers that must not write).
+    """
+    path = vector_store_path(out, train_key(cfg, ds, lm.name)) if out is not None else None
+    if path is not None and path.exists():
+        try:
+            stored, _ = load_vectors(path)
+            if len(stored) == lm.n_layers:
+                return {l: v.to(lm.device, lm.dtype) for l, v in stored.items()}, True
+        except Exception:  # noqa: BLE001 - a damaged cache entry is retrained and overwritten
+            pass
+    vectors = train_vectors(lm, train_pairs, cfg, progress)
+    if path is not None:
+        save_vectors(path, vectors, vector_meta(lm, ds, cfg, train_ex, list(range(lm.n_layers))))
+    return vectors, False
+
+
+def vector_meta(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Sequence[Example],
+                layers: list[int]) -> VectorMeta:
+    return VectorMeta(model=lm.name, layers=layers, aggregator=cfg.aggregator, rescaled=cfg.rescale,
+                      dataset=ds.name, dataset_sha256=ds.sha256, n_train=len(train_ex), seed=cfg.seed,
+                      variant=cfg.train_variant, hidden_size=lm.hidden_size)
+
+
+@dataclass
+class RunOutputs:
+    """Everything a run stores, computed without touching its run directory (a worker can return it)."""
+
+    settings: dict
+    config: SweepConfig
+    frames: dict[str, pd.DataFrame]  # file name -> table: propensities, steerability, train, test
+    vectors: dict[int, torch.Tensor]  # the run's layers
+    meta: VectorMeta
+    manifest: dict
+
+
+def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path | None = "results",
+                progress: PhaseProgress | None = None, caches: fast.CacheStore | None = None) -> RunOutputs:
+    """Train (or reuse) the vectors and evaluate the grid; with ``out``, resume from and save partial work."""
+    layers = cfg.layers if cfg.layers is not None else list(range(lm.n_layers))
+    cfg.validate(lm.n_layers)
+    settings = settings_of(cfg, ds, layers)
+    key = settings_key(settings)
+    train_ex, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+    train_pairs = encode_all(lm, train_ex, cfg.train_variant, ds.name, cfg.system)
+    test_pairs = encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system)
+    started = time.time()
+    partial = Partial(out, settings) if out is not None else None  # what an interrupted run already finished
+    reused = False
+    if partial is not None and partial.vectors_path.exists():
+        vectors = {l: v.to(lm.device, lm.dtype) for l, v in load_vectors(partial.vectors_path)[0].items()}
+    else:
+        all_vectors, reused = trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress)
+        vectors = {l: all_vectors[l] for l in layers}
+        if partial is not None:
+            partial.dir.mkdir(parents=True, exist_ok=True)
+            save_vectors(partial.vectors_path, vectors, VectorMeta(model=lm.name, layers=layers))
+    props = evaluate_grid(lm, test_pairs, vectors, layers, cfg, progress, caches, key, partial)
+    elapsed = time.time() - started
+
+    prop_df, steer_df = result_frames(cfg, ds.name, lm.name, test_ex, test_pairs, layers, props)
+    frames = {"propensities.parquet": prop_df, "steerability.parquet": steer_df,
+              "train.parquet": pairs_frame(train_ex, train_pairs), "test.parquet": pairs_frame(test_ex, test_pairs)}
+    manifest = {
+        "settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
+        "path": "fast" if use_fast(lm, cfg) else "reference", "seconds": round(elapsed, 2),
+        "n_layers_model": lm.n_layers, "hidden_size": lm.hidden_size, "dataset_path": ds.path,
+        "versions": _versions(), "device": str(lm.device), "dtype": str(lm.dtype),
+        # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
+        "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
+        "vectors_reused": reused, "train_key": train_key(cfg, ds, lm.name),
+    }
+    return RunOutputs(settings, cfg, frames, vectors, vector_meta(lm, ds, cfg, train_ex, layers), manifest)
+
+
+def store_run(out: str | Path, outputs: RunOutputs) -> SweepResult:
+    """Write a computed run atomically into the store (the driver's job when workers compute)."""
+    with RunWriter(out, outputs.settings) as w:
+        for name, df in outputs.frames.items():
+            w.parquet(name, df)
+        save_vectors(w.path("vectors.safetensors"), outputs.vectors, outputs.meta)
+        w.json("manifest.json", outputs.manifest)
+        run_dir = w.commit()
+    Partial(out, outputs.settings).clear()
+    f = outputs.frames
+    return SweepResult(run_dir, outputs.config, f["propensities.parquet"], f["steerability.parquet"],
+                       f["train.parquet"], outputs.vectors, outputs.manifest, test=f["test.parquet"])
+
+
 def run_sweep(
     cfg: SweepConfig,
     lm: LoadedModel | None = None,
@@ -222,125 +216,7 @@ def run_sweep(
     lm = lm or load_model(cfg.model)
     layers = cfg.layers if cfg.layers is not None else list(range(lm.n_layers))
     cfg.validate(lm.n_layers)
-    settings = settings_of(cfg, ds, layers)
-    existing = find_run(out, settings)
+    existing = find_run(out, settings_of(cfg, ds, layers))
     if existing is not None:
         return load_run(existing, cached=True)
-
-    train_ex, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
-    train_pairs = encode_all(lm, train_ex, cfg.train_variant, ds.name, cfg.system)
-    test_pairs = encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system)
-    started = time.time()
-    key = settings_key(settings)
-    partial = Partial(out, settings)  # what an interrupted run of these settings already finished
-    if partial.vectors_path.exists():
-        vectors = {l: v.to(lm.device, lm.dtype) for l, v in load_vectors(partial.vectors_path)[0].items()}
-    else:
-        all_vectors = train_vectors(lm, train_pairs, cfg, progress)
-        vectors = {l: all_vectors[l] for l in layers}
-        partial.dir.mkdir(parents=True, exist_ok=True)
-        save_vectors(partial.vectors_path, vectors, VectorMeta(model=lm.name, layers=layers))
-    props = evaluate_grid(lm, test_pairs, vectors, layers, cfg, progress, caches, key, partial)
-    elapsed = time.time() - started
-
-    prop_df, steer_df = result_frames(cfg, ds.name, lm.name, test_ex, test_pairs, layers, props)
-    train_df = pairs_frame(train_ex, train_pairs)
-    manifest = {
-        "settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
-        "path": "fast" if use_fast(lm, cfg) else "reference", "seconds": round(elapsed, 2),
-        "n_layers_model": lm.n_layers, "hidden_size": lm.hidden_size, "dataset_path": ds.path,
-        "versions": _versions(), "device": str(lm.device), "dtype": str(lm.dtype),
-        # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
-        "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
-    }
-    meta = VectorMeta(model=lm.name, layers=layers, aggregator=cfg.aggregator, rescaled=cfg.rescale,
-                      dataset=ds.name, dataset_sha256=ds.sha256, n_train=len(train_ex), seed=cfg.seed,
-                      variant=cfg.train_variant, hidden_size=lm.hidden_size)
-    with RunWriter(out, settings) as w:
-        w.parquet("propensities.parquet", prop_df)
-        w.parquet("steerability.parquet", steer_df)
-        w.parquet("train.parquet", train_df)
-        save_vectors(w.path("vectors.safetensors"), vectors, meta)
-        w.json("manifest.json", manifest)
-        run_dir = w.commit()
-    partial.clear()
-    return SweepResult(run_dir, cfg, prop_df, steer_df, train_df, vectors, manifest)
-
-
-def pairs_frame(examples: Sequence[Example], pairs: Sequence[EncodedPair]) -> pd.DataFrame:
-    """One row per example as the model saw it: ids, spurious factors, exact prompt and completions."""
-    return pd.DataFrame({
-        "example_id": [e.example_id for e in examples],
-        "pos_is_A": [e.pos_is_A for e in examples],
-        "pos_is_yes": [e.pos_is_yes for e in examples],
-        "prompt": [p.prompt for p in pairs],
-        "positive": [p.positive for p in pairs],
-        "negative": [p.negative for p in pairs],
-    })
-
-
-def result_frames(cfg: SweepConfig, ds_name: str, model_name: str, examples: Sequence[Example],
-                  pairs: Sequence[EncodedPair], layers: Sequence[int], props: np.ndarray
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Long tables: a row per example x layer x multiplier, and a row per example x layer with its fit."""
-    n, nl, nm = props.shape
-    mults = np.asarray(cfg.multipliers, dtype=float)
-    keys = {"model": model_name, "dataset": ds_name, "train_variant": cfg.train_variant,
-            "test_variant": cfg.test_variant}
-    ex = pairs_frame(examples, pairs)
-    prop_df = pd.DataFrame({
-        "example": np.repeat(np.arange(n), nl * nm),
-        "layer": np.tile(np.repeat(np.asarray(layers), nm), n),
-        "multiplier": np.tile(mults, n * nl),
-        "propensity": props.reshape(-1),
-    })
-    prop_df = prop_df.join(ex, on="example").drop(columns="example").assign(**keys)
-    rows = []
-    for j, layer in enumerate(layers):
-        fit = metrics.per_example(mults, props[:, j, :])
-        rows.append(pd.DataFrame({"layer": layer, **fit}).join(ex))
-    steer_df = pd.concat(rows, ignore_index=True).assign(**keys)
-    return prop_df, steer_df
-
-
-def load_run(path: str | Path, cached: bool = False) -> SweepResult:
-    """Read a stored run (no pickles: parquet, safetensors and JSON only)."""
-    path = Path(path)
-    manifest = json.loads((path / "manifest.json").read_text())
-    s = dict(manifest["settings"])
-    cfg = SweepConfig(**{k: v for k, v in s.items() if k in SweepConfig.__dataclass_fields__})
-    vectors, _ = load_vectors(path / "vectors.safetensors")
-    return SweepResult(path, cfg, pd.read_parquet(path / "propensities.parquet"),
-                       pd.read_parquet(path / "steerability.parquet"), pd.read_parquet(path / "train.parquet"),
-                       vectors, manifest, cached)
-
-
-def live_propensities(lm: LoadedModel, result: SweepResult, layer: int, multiplier: float,
-                      caches: fast.CacheStore) -> np.ndarray:
-    """Test-split propensities at one (possibly off-grid) multiplier, in the stored example order.
-
-    Reuses the cached prompt states of the run when present (the dashboard's
-    slider); otherwise builds them once and keeps them in ``caches``.
-    """
-    cfg = result.config
-    key = result.manifest["key"]
-    vector = result.vectors[layer].to(lm.device, lm.dtype)
-    if not use_fast(lm, cfg):
-        pairs = _test_pairs(lm, result)
-        return np.array([evaluate.reference_propensity(lm, p, layer, vector, multiplier, cfg.position, cfg.metric)
-                         for p in pairs])
-    cache = caches.get(key)
-    if cache is None:
-        cache = fast.build_cache(lm, _test_pairs(lm, result), cfg.position, cfg.metric)
-        caches.put(key, cache)
-    return fast.slider(lm, cache, layer, vector, multiplier)
-
-
-def _test_pairs(lm: LoadedModel, result: SweepResult) -> list[EncodedPair]:
-    """Rebuild the test pairs exactly as stored (same prompt text and completions)."""
-    first_layer = result.propensities.layer.iloc[0]
-    rows = result.propensities[(result.propensities.layer == first_layer)
-                               & (result.propensities.multiplier == result.config.multipliers[0])]
-    from .prompts import encode_pair
-
-    return [encode_pair(lm.tokenizer, r.prompt, r.positive, r.negative) for r in rows.itertuples()]
+    return store_run(out, compute_run(cfg, lm, ds, out, progress, caches))

@@ -17,7 +17,8 @@ from steering.vectors import VectorMeta, load_vectors
 
 @pytest.fixture(scope="module")
 def run(tiny_llama, tmp_path_factory):
-    from steering.sweep import SweepConfig, run_sweep
+    from steering.config import SweepConfig
+    from steering.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("results")
     return run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[0, 1, 2, 3], n_train=8, n_test=6,
@@ -100,7 +101,7 @@ def test_cli_export_then_import_reproduces_the_run(run, tiny_llama, tmp_path: Pa
     old = run.steerability[run.steerability.layer > 0].reset_index(drop=True)
     assert list(new.example_id) == list(old.example_id) and list(new.layer) == list(old.layer)
     assert np.array_equal(new.slope.to_numpy(), old.slope.to_numpy())  # the same numbers, bit for bit
-    from steering.sweep import load_run
+    from steering.results import load_run
 
     assert load_run(run_dir).layers == [1, 2, 3]  # a run like any other for the dashboard
     back, meta = load_vectors(tmp_path / "back.safetensors")

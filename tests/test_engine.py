@@ -191,7 +191,7 @@ def test_slope_and_spearman_match_numpy_and_scipy():
     assert np.allclose(rho, expected)
     assert np.isnan(spearman(x, np.ones((2, 7)))).all() and spearman(x, x[None] ** 3)[0] == pytest.approx(1.0)
     fit = per_example(x, y)
-    assert np.array_equal(fit["anti_steerable"], slope < 0)
+    assert np.array_equal(fit["anti_steerable"], ~(slope > 0))
     assert np.array_equal(fit["baseline"], y[:, 3])
 
 
@@ -272,7 +272,7 @@ def test_sweep_carries_variants_and_is_served_from_the_store(tiny_llama, tmp_pat
     assert len(first.propensities) == 6 * 2 * 7 and len(first.steerability) == 6 * 2
     again = run_sweep(SweepConfig(**cfg), lm=tiny_llama, out=tmp_path)
     assert again.cached and np.allclose(again.steerability.slope, first.steerability.slope)
-    assert [p.name for p in tmp_path.iterdir()] == [first.run_dir.name]  # no temporary directories left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".vectors", first.run_dir.name]  # no temporary directories
 
 
 def test_failed_sweep_leaves_no_run_directory(tiny_llama, tmp_path, monkeypatch):
@@ -285,7 +285,7 @@ def test_failed_sweep_leaves_no_run_directory(tiny_llama, tmp_path, monkeypatch)
     with pytest.raises(RuntimeError):
         sweep.run_sweep(sweep.SweepConfig(dataset="corrigibility-demo", layers=[1], n_train=4, n_test=4),
                         lm=tiny_llama, out=tmp_path)
-    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".partial-")] == []
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith((".partial-", ".vectors"))] == []
 
 
 def test_interrupted_sweep_resumes_without_redoing_finished_work(tiny_llama, tmp_path):
@@ -311,3 +311,51 @@ def test_interrupted_sweep_resumes_without_redoing_finished_work(tiny_llama, tmp
     assert grid[1] == (2, 4)  # the first batch (both layers) came back without recomputing
     assert np.allclose(resumed.steerability.slope, whole.steerability.slope, atol=1e-6)
     assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".partial-")]
+
+
+def test_one_anti_steerable_rule_for_flag_fraction_and_histogram():
+    """A slope of exactly 0 is anti-steerable everywhere (the paper's 1 - mean(slope > 0))."""
+    from steering.figures import slope_histogram
+
+    x = np.array([-1.0, 0.0, 1.0])
+    props = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, -1.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 2.0]])  # slopes 0, -1, 1, 1
+    fit = per_example(x, props)
+    assert fit["anti_steerable"].tolist() == [True, True, False, False]
+    f = dataset_figures(fit["slope"])
+    assert f.frac_anti == pytest.approx(fit["anti_steerable"].mean()) == pytest.approx(0.5)
+    fig = slope_histogram(fit["slope"])
+    counts = {t.name.split(" ")[0]: int(sum(t.y)) for t in fig.data}
+    assert counts == {"anti-steerable": 2, "steerable": 2}
+
+
+def test_sweep_stores_test_pairs_as_the_model_saw_them(tiny_llama, tmp_path):
+    from steering.config import SweepConfig
+    from steering.results import load_run
+    from steering.sweep import run_sweep
+
+    res = run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[1], n_train=6, n_test=5,
+                                test_variant="SYS_NEG"), lm=tiny_llama, out=tmp_path)
+    stored = load_run(res.run_dir)
+    assert stored.test is not None and len(stored.test) == 5
+    assert list(stored.test.example_id) == list(res.steerability.example_id)
+    first = res.propensities[res.propensities.multiplier == res.config.multipliers[0]]
+    assert list(stored.test.prompt) == list(first.prompt)
+
+
+def test_vectors_train_once_per_training_settings_and_serve_every_test_variant(tiny_llama, tmp_path, monkeypatch):
+    from steering import sweep
+    from steering.config import SweepConfig
+
+    calls = []
+    real = sweep.train_vectors
+    monkeypatch.setattr(sweep, "train_vectors", lambda *a, **k: calls.append(1) or real(*a, **k))
+    results = [sweep.run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[1], n_train=8, n_test=6,
+                                           test_variant=v), lm=tiny_llama, out=tmp_path)
+               for v in ("BASE", "SYS_POS", "USER_NEG")]
+    assert len(calls) == 1
+    assert [r.manifest["vectors_reused"] for r in results] == [False, True, True]
+    assert all(torch.equal(r.vectors[1], results[0].vectors[1]) for r in results)
+    # A different training setting trains again.
+    sweep.run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[1], n_train=8, n_test=6, seed=1),
+                    lm=tiny_llama, out=tmp_path)
+    assert len(calls) == 2

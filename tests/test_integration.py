@@ -9,7 +9,9 @@ from steering import evaluate, fast
 from steering.datasets import load_dataset, split_dataset
 from steering.metrics import per_example
 from steering.prompts import encode_example
-from steering.sweep import SweepConfig, load_run, run_sweep, train_vectors
+from steering.config import SweepConfig
+from steering.results import load_run
+from steering.sweep import run_sweep, train_vectors
 
 pytestmark = pytest.mark.integration
 FAST_TOL = 1e-3  # float32; observed max difference is reported by the assertion message

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from steering.inspect import example_curve, token_view
-from steering.sweep import SweepResult
+from steering.results import SweepResult
 from ui import state
 
 COLUMNS = ["example_id", "slope", "rmse", "spearman", "baseline", "pos_is_A", "pos_is_yes", "anti_steerable"]
@@ -51,23 +51,20 @@ def points_of(result: SweepResult, layer: int, example_id: str) -> pd.DataFrame:
     return p[(p.layer == layer) & (p.example_id == example_id)][["multiplier", "propensity"]]
 
 
+TOKENS = state.SessionMemo("tokens", 4)
+CURVES = state.SessionMemo("curves", 32)
+
+
 def tokens(ctx: state.Context, row: pd.Series) -> list[dict]:
-    key = ("tokens", ctx.lm.name, row.prompt, row.positive, state.get("position"))
-    memo = st.session_state.setdefault("s_token_memo", {})
-    if key not in memo:
-        memo.clear()
-        memo[key] = token_view(ctx.lm, row.prompt, row.positive, row.negative, state.get("position"))
-    return memo[key]
+    position = ctx.settings.position
+    return TOKENS.get_or_compute((ctx.lm.name, row.prompt, row.positive, position),
+                                 lambda: token_view(ctx.lm, row.prompt, row.positive, row.negative, position))
 
 
 def curve(ctx: state.Context, result: SweepResult, row: pd.Series) -> pd.DataFrame:
     """P(A), P(B) and propensity at each grid multiplier (reference path, one example; memoised)."""
     cfg = result.config
-    key = ("curve", result.manifest["key"], int(row.layer), row.example_id)
-    memo = st.session_state.setdefault("s_curve_memo", {})
-    if key not in memo:
-        if len(memo) > 32:
-            memo.clear()
-        memo[key] = example_curve(ctx.lm, row.prompt, row.positive, row.negative, int(row.layer),
-                                  result.vectors[int(row.layer)], cfg.multipliers, cfg.position, cfg.metric)
-    return memo[key]
+    return CURVES.get_or_compute(
+        (result.manifest["key"], int(row.layer), row.example_id),
+        lambda: example_curve(ctx.lm, row.prompt, row.positive, row.negative, int(row.layer),
+                              result.vectors[int(row.layer)], cfg.multipliers, cfg.position, cfg.metric))

@@ -9,7 +9,7 @@ import pandas as pd
 
 from steering import figures, static_figures
 from steering.datasets import BUNDLED_DIR
-from steering.sweep import SweepResult
+from steering.results import SweepResult
 from steering.testing import TINY_MODEL
 from ui import state
 
@@ -67,7 +67,7 @@ def snippet(ctx: state.Context, result: SweepResult) -> str:
     """Python that reproduces the run with the backend (served from the store if it is already there)."""
     cfg = result.config
     ds = ctx.dataset
-    uploaded = state.get("dataset").startswith(state.UPLOAD_PREFIX)
+    uploaded = ctx.settings.uploaded
     bundled = Path(ds.path).resolve().is_relative_to(BUNDLED_DIR.resolve())
     dataset = ("'path/to/your-upload" + Path(ds.path).suffix + "'" if uploaded
                else repr(ds.name) if bundled else repr(ds.path))
@@ -76,7 +76,8 @@ def snippet(ctx: state.Context, result: SweepResult) -> str:
     note = "# the dataset was uploaded: save it to a file and put its path below\n" if uploaded else ""
     return f"""{load}
 from steering.datasets import load_dataset
-from steering.sweep import SweepConfig, run_sweep
+from steering.config import SweepConfig
+from steering.sweep import run_sweep
 
 {note}ds = load_dataset({dataset})
 cfg = SweepConfig(

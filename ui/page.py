@@ -9,7 +9,7 @@ import streamlit as st
 
 from steering.datasets import DatasetError
 from steering.models import ModelError
-from steering.sweep import SweepError
+from steering.config import SweepError
 from ui import sidebar, state
 
 log = logging.getLogger("steering.app")

@@ -13,13 +13,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from steering.config import settings_of
+from steering.live import live_propensities
+from steering.results import SweepResult, load_run
 from steering.store import find_run, settings_key
-from steering.sweep import SweepResult, live_propensities, load_run, run_sweep, settings_of
+from steering.sweep import run_sweep
 from ui import state
 
 Scope = Literal["layer", "all"]
-MEMO_SIZE = 6  # results kept per session (each holds a few tables and vectors)
-LIVE_MEMO_SIZE = 8  # off-grid slider values kept per session
+RESULTS = state.SessionMemo("results", 6)  # results kept per session (each holds a few tables and vectors)
+LIVE = state.SessionMemo("live", 8)  # off-grid slider values: a few recent ones are enough, the slider moves on
 PHASES = {
     "train": "Training vectors (one pass per training prompt)",
     "test": "Encoding test prompts (cached for the slider)",
@@ -39,25 +42,15 @@ def _key(ctx: state.Context, scope: Scope, layer: int | None = None) -> tuple[st
     return settings_key(settings), settings
 
 
-def _remember(key: str, result: SweepResult) -> SweepResult:
-    memo = dict(state.get("results"))
-    memo.pop(key, None)
-    memo[key] = result
-    while len(memo) > MEMO_SIZE:
-        memo.pop(next(iter(memo)))
-    state.put("results", memo)
-    return result
-
-
 def stored(ctx: state.Context, scope: Scope, layer: int | None = None) -> SweepResult | None:
     """The result for the current settings if this session or the store already has it (never computes)."""
     key, settings = _key(ctx, scope, layer)
-    memo = state.get("results")
-    if key in memo:
-        return memo[key]
+    hit = RESULTS.get(key)
+    if hit is not None:
+        return hit
     path = find_run(state.results_dir(), settings)
     if path is not None:
-        return _remember(key, load_run(path, cached=True))
+        return RESULTS.put(key, load_run(path, cached=True))
     return None
 
 
@@ -83,7 +76,7 @@ def compute(ctx: state.Context, scope: Scope, layer: int | None = None) -> Sweep
                        caches=state.cache_store(), dataset=ctx.dataset)
     bar.empty()
     key, _ = _key(ctx, scope, layer)
-    return _remember(key, result)
+    return RESULTS.put(key, result)
 
 
 def layer_rows(result: SweepResult, layer: int, table: str = "steerability") -> pd.DataFrame:
@@ -103,12 +96,8 @@ def propensities_at(ctx: state.Context, result: SweepResult, layer: int, multipl
     if len(hit):
         rows = props[np.isclose(props.multiplier, grid[hit[0]])]
         return rows.set_index("example_id").propensity.reindex(ids).to_numpy(), False
-    memo_key = ("live", result.manifest["key"], layer, round(float(multiplier), 6))
-    live = st.session_state.setdefault("s_live_memo", {})
-    if memo_key not in live:
+    def compute() -> np.ndarray:
         values = live_propensities(ctx.lm, result, layer, multiplier, state.cache_store())
-        first = props[props.multiplier == result.config.multipliers[0]].example_id.to_numpy()
-        while len(live) >= LIVE_MEMO_SIZE:  # a few recent slider values are enough: the slider moves on
-            live.pop(next(iter(live)))
-        live[memo_key] = pd.Series(values, index=first).reindex(ids).to_numpy()
-    return live[memo_key], True
+        return pd.Series(values, index=result.test_pairs().example_id.to_numpy()).reindex(ids).to_numpy()
+
+    return LIVE.get_or_compute(("live", result.manifest["key"], layer, round(float(multiplier), 6)), compute), True

@@ -10,11 +10,10 @@ from __future__ import annotations
 import streamlit as st
 
 from steering.datasets import MAX_UPLOAD_BYTES, DatasetError
-from steering.evaluate import METRIC_UNITS, METRICS
-from steering.hooks import POSITION_HELP, POSITION_MODES
+from steering.config import CHOICES
+from steering.scoring import METRIC_UNITS
+from steering.hooks import POSITION_HELP
 from steering.models import REGISTRY, ModelError, default_layer, list_models
-from steering.prompts import VARIANTS
-from steering.vectors import AGGREGATORS
 from ui import state, unreadable, upload
 
 VARIANT_HELP = ("BASE: the plain prompt. SYS_POS / SYS_NEG: a persona sentence ('You are X.' / 'You are not X.') "
@@ -106,8 +105,8 @@ def _advanced_section() -> None:
                     help="Comma-separated, e.g. -1.5, -1, -0.5, 0, 0.5, 1, 1.5 (the paper's grid).")
         if state.error_of("multipliers"):
             st.error(state.error_of("multipliers"))
-        state.bound(st.selectbox, "Propensity metric", "metric", options=list(METRICS), format_func=METRIC_UNITS.get)
-        state.bound(st.selectbox, "Steered positions", "position", options=list(POSITION_MODES),
+        state.bound(st.selectbox, "Propensity metric", "metric", options=list(CHOICES["metric"]), format_func=METRIC_UNITS.get)
+        state.bound(st.selectbox, "Steered positions", "position", options=list(CHOICES["position"]),
                     format_func=lambda m: f"{m}: {POSITION_HELP[m]}")
         state.bound(st.number_input, "Split seed", "seed", min_value=0, step=1)
         state.bound(st.checkbox, "Rescale PCA / logistic vectors to the mean difference's norm", "rescale")
@@ -133,13 +132,13 @@ def render() -> state.Context | None:
         state.put("layer", default_layer(lm.name, lm.n_layers))
     state.bound(sb.slider, "Layer", "layer", min_value=0, max_value=lm.n_layers - 1, step=1,
                 help="Decoder block whose output is read (training) and steered.")
-    state.bound(sb.selectbox, "Aggregator", "aggregator", options=list(AGGREGATORS),
+    state.bound(sb.selectbox, "Aggregator", "aggregator", options=list(CHOICES["aggregator"]),
                 help="mean: CAA mean difference; pca / logistic: directions rescaled to the mean's norm.")
     c1, c2 = sb.columns(2)
-    state.bound(c1.selectbox, "Train variant", "train_variant", options=list(VARIANTS), help=VARIANT_HELP)
-    state.bound(c2.selectbox, "Test variant", "test_variant", options=list(VARIANTS), help=VARIANT_HELP)
+    state.bound(c1.selectbox, "Train variant", "train_variant", options=list(CHOICES["variant"]), help=VARIANT_HELP)
+    state.bound(c2.selectbox, "Test variant", "test_variant", options=list(CHOICES["variant"]), help=VARIANT_HELP)
     if not _split_section(ds):
         _advanced_section()
         return None
     _advanced_section()
-    return state.Context(lm=lm, dataset=ds, layer=int(state.get("layer")), metric=state.get("metric"))
+    return state.Context(lm=lm, dataset=ds, settings=state.Settings.from_state())

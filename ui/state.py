@@ -10,16 +10,18 @@ are looked up in the on-disk store and memoised per session.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Hashable, TypeVar
 
 import streamlit as st
 
 from steering import fast
 from steering.datasets import DEFAULT_DATASET, Dataset, DatasetInfo, list_datasets, load_dataset
 from steering.models import DEFAULT_MODEL, LoadedModel, load_model
-from steering.sweep import DEFAULT_MULTIPLIERS, SweepConfig, check_multipliers, parse_multipliers
+from steering.config import (DEFAULT_AGGREGATOR, DEFAULT_METRIC, DEFAULT_MULTIPLIERS, DEFAULT_POSITION, DEFAULT_VARIANT,
+                             SweepConfig, check_multipliers, parse_multipliers)
 from steering.testing import TINY_MODEL, tiny_random_model
 
 UPLOAD_PREFIX = "upload:"
@@ -46,14 +48,14 @@ def defaults() -> dict[str, Any]:
         "data_dir": env_data_dir(),
         "dataset": "",  # a dataset file path, or "upload:<name>"; resolved on first use
         "layer": None,  # the model's middle layer once it is loaded
-        "aggregator": "mean",
-        "train_variant": "BASE",
-        "test_variant": "BASE",
+        "aggregator": DEFAULT_AGGREGATOR,
+        "train_variant": DEFAULT_VARIANT,
+        "test_variant": DEFAULT_VARIANT,
         "n_train": None,  # sized to the dataset once it is known
         "n_test": None,
         "multipliers": list(DEFAULT_MULTIPLIERS),
-        "metric": "logit_diff",
-        "position": "answer",
+        "metric": DEFAULT_METRIC,
+        "position": DEFAULT_POSITION,
         "seed": 0,
         "rescale": True,
         "balance_train": False,
@@ -77,7 +79,6 @@ def defaults() -> dict[str, Any]:
         "live_temperature": 1.0,
         "uploads": {},  # name -> Dataset parsed from an upload, kept for the session
         "upload_error": None,
-        "results": {},  # memo: settings key -> SweepResult
     }
 
 
@@ -121,6 +122,38 @@ def bound(widget: Callable[..., Any], label: str, name: str, *, fmt: Callable[[A
 def error_of(name: str) -> str | None:
     """The message of the last value a bound widget could not accept (the setting kept its previous value)."""
     return st.session_state.get(f"err_{name}")
+
+
+T = TypeVar("T")
+
+
+class SessionMemo:
+    """A bounded, least-recently-used memo in this browser session (one per ``name``)."""
+
+    def __init__(self, name: str, size: int):
+        self.key, self.size = f"memo_{name}", size
+
+    def _items(self) -> OrderedDict:
+        return st.session_state.setdefault(self.key, OrderedDict())
+
+    def get(self, key: Hashable) -> Any | None:
+        items = self._items()
+        if key in items:
+            items.move_to_end(key)
+            return items[key]
+        return None
+
+    def put(self, key: Hashable, value: T) -> T:
+        items = self._items()
+        items[key] = value
+        items.move_to_end(key)
+        while len(items) > self.size:
+            items.popitem(last=False)
+        return value
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], T]) -> T:
+        hit = self.get(key)
+        return hit if hit is not None else self.put(key, compute())
 
 
 def format_multipliers(values: list[float]) -> str:
@@ -203,22 +236,61 @@ def default_split(ds: Dataset) -> tuple[int, int]:
     return max(1, min(100, len(ds) - n_test)), n_test
 
 
-@dataclass
+@dataclass(frozen=True)
+class Settings:
+    """The sidebar's choices for one rerun, read once: every page and computation uses this value."""
+
+    model: str
+    dataset_key: str  # a dataset path, or "upload:<name>"
+    layer: int
+    aggregator: str
+    train_variant: str
+    test_variant: str
+    n_train: int
+    n_test: int
+    multipliers: tuple[float, ...]
+    metric: str
+    position: str
+    seed: int
+    rescale: bool
+    balance_train: bool
+
+    @classmethod
+    def from_state(cls) -> "Settings":
+        return cls(model=get("model"), dataset_key=get("dataset"), layer=int(get("layer")),
+                   aggregator=get("aggregator"), train_variant=get("train_variant"), test_variant=get("test_variant"),
+                   n_train=int(get("n_train")), n_test=int(get("n_test")), multipliers=tuple(get("multipliers")),
+                   metric=get("metric"), position=get("position"), seed=int(get("seed")),
+                   rescale=bool(get("rescale")), balance_train=bool(get("balance_train")))
+
+    @property
+    def uploaded(self) -> bool:
+        return self.dataset_key.startswith(UPLOAD_PREFIX)
+
+
+@dataclass(frozen=True)
 class Context:
     """What a page needs after the sidebar: the loaded model, the chosen dataset and the settings."""
 
     lm: LoadedModel
     dataset: Dataset
-    layer: int
-    metric: str
+    settings: Settings
+
+    @property
+    def layer(self) -> int:
+        return self.settings.layer
+
+    @property
+    def metric(self) -> str:
+        return self.settings.metric
 
     def config(self, layers: list[int] | None) -> SweepConfig:
         """The sweep settings of the sidebar, for ``layers`` (None: every layer of the model)."""
+        s = self.settings
         return SweepConfig(
             model=self.lm.name, dataset=self.dataset.name, data_dir=None,
             layers=layers if layers is not None else list(range(self.lm.n_layers)),
-            multipliers=list(get("multipliers")), n_train=int(get("n_train")), n_test=int(get("n_test")),
-            seed=int(get("seed")), train_variant=get("train_variant"), test_variant=get("test_variant"),
-            aggregator=get("aggregator"), rescale=bool(get("rescale")), metric=get("metric"),
-            position=get("position"), balance_train=bool(get("balance_train")),
+            multipliers=list(s.multipliers), n_train=s.n_train, n_test=s.n_test, seed=s.seed,
+            train_variant=s.train_variant, test_variant=s.test_variant, aggregator=s.aggregator,
+            rescale=s.rescale, metric=s.metric, position=s.position, balance_train=s.balance_train,
         )

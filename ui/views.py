@@ -10,7 +10,7 @@ import streamlit as st
 
 from steering import figures
 from steering.generate import generate_stream
-from steering.sweep import SweepResult
+from steering.results import SweepResult
 from ui import runs, state
 
 
@@ -20,10 +20,10 @@ def chart(fig: Any, key: str) -> None:
 
 
 def settings_line(ctx: state.Context) -> str:
-    return (f"{ctx.lm.name} · {ctx.dataset.name} · layer {ctx.layer} · {state.get('aggregator')} vector · "
-            f"train {state.get('train_variant')} → test {state.get('test_variant')} · "
-            f"{state.get('n_train')} train / {state.get('n_test')} test items · "
-            f"multipliers {state.format_multipliers(state.get('multipliers'))}")
+    s = ctx.settings
+    return (f"{ctx.lm.name} · {ctx.dataset.name} · layer {s.layer} · {s.aggregator} vector · "
+            f"train {s.train_variant} → test {s.test_variant} · {s.n_train} train / {s.n_test} test items · "
+            f"multipliers {state.format_multipliers(list(s.multipliers))}")
 
 
 def concept_summary(ctx: state.Context) -> None:

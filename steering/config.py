@@ -1,0 +1,114 @@
+"""Sweep settings: the SweepConfig value, its parsing and validation, and the shared defaults.
+
+The CLI, the dashboard's sidebar and the studies take their defaults and choices
+from here, so a default is stated once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from .hooks import POSITION_MODES
+from .prompts import DEFAULT_SYSTEM, VARIANTS
+from .scoring import METRICS
+from .vectors import AGGREGATORS
+
+DEFAULT_MULTIPLIERS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+DEFAULT_N_TRAIN = 100  # the paper's split sizes
+DEFAULT_N_TEST = 50
+DEFAULT_AGGREGATOR = "mean"
+DEFAULT_METRIC = "logit_diff"
+DEFAULT_POSITION = "answer"
+DEFAULT_VARIANT = "BASE"
+CHOICES = {"aggregator": AGGREGATORS, "metric": METRICS, "position": POSITION_MODES, "variant": VARIANTS}
+
+
+class SweepError(ValueError):
+    """Bad sweep settings; the message says what would be valid."""
+
+
+@dataclass
+class SweepConfig:
+    model: str = "smollm2-135m"
+    dataset: str = ""
+    data_dir: str | None = None
+    layers: list[int] | None = None  # None: all layers
+    multipliers: list[float] = field(default_factory=lambda: list(DEFAULT_MULTIPLIERS))
+    n_train: int = DEFAULT_N_TRAIN
+    n_test: int = DEFAULT_N_TEST
+    seed: int = 0
+    train_variant: str = DEFAULT_VARIANT
+    test_variant: str = DEFAULT_VARIANT
+    aggregator: str = DEFAULT_AGGREGATOR
+    rescale: bool = True
+    metric: str = DEFAULT_METRIC
+    position: str = DEFAULT_POSITION
+    system: str = DEFAULT_SYSTEM
+    balance_train: bool = False  # equal positive-is-A and positive-is-B training items
+    reference: bool = False  # force the reference path (same numbers, much slower)
+
+    def validate(self, n_layers: int | None = None) -> None:
+        if self.train_variant not in VARIANTS or self.test_variant not in VARIANTS:
+            raise SweepError(f"unknown prompt variant: choose from {', '.join(VARIANTS)}")
+        if self.aggregator not in AGGREGATORS:
+            raise SweepError(f"unknown aggregator '{self.aggregator}': choose one of {', '.join(AGGREGATORS)}")
+        if self.metric not in METRICS:
+            raise SweepError(f"unknown metric '{self.metric}': choose one of {', '.join(METRICS)}")
+        if self.position not in POSITION_MODES:
+            raise SweepError(f"unknown position mode '{self.position}': choose one of {', '.join(POSITION_MODES)}")
+        check_multipliers(self.multipliers)
+        if self.n_train < 1 or self.n_test < 1:
+            raise SweepError("n_train and n_test must be at least 1")
+        if n_layers is not None and self.layers is not None:
+            bad = [l for l in self.layers if not 0 <= l < n_layers]
+            if bad:
+                raise SweepError(f"layer {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
+
+
+def settings_of(cfg: SweepConfig, ds, layers: list[int]) -> dict:
+    """The settings that determine a run's numbers (its store key); ``ds`` is the loaded Dataset."""
+    s = asdict(cfg)
+    s.pop("reference")  # both paths give the same numbers (tested)
+    s.pop("data_dir")
+    s.update(layers=layers, dataset_name=ds.name, dataset_sha256=ds.sha256)
+    return s
+
+
+def config_from_settings(settings: dict) -> SweepConfig:
+    """A SweepConfig back from stored settings (unknown keys ignored)."""
+    return SweepConfig(**{k: v for k, v in settings.items() if k in SweepConfig.__dataclass_fields__})
+
+
+def parse_layers(spec: str | None, n_layers: int) -> list[int]:
+    """'13', '0-29', '1,5,9', 'all' -> sorted layer list, checked against the model."""
+    if spec is None or spec == "all":
+        return list(range(n_layers))
+    layers: set[int] = set()
+    try:
+        for part in spec.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                layers.update(range(int(a), int(b) + 1))
+            else:
+                layers.add(int(part))
+    except ValueError:
+        raise SweepError(f"cannot read layers '{spec}': use 13, 0-29, 1,5,9 or all") from None
+    bad = [l for l in sorted(layers) if not 0 <= l < n_layers]
+    if bad:
+        raise SweepError(f"layer {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
+    return sorted(layers)
+
+
+def check_multipliers(values: Sequence[float]) -> None:
+    if len(set(values)) < 2:
+        raise SweepError("need at least two distinct multipliers to fit a slope, e.g. -1, 0, 1")
+
+
+def parse_multipliers(spec: str) -> list[float]:
+    try:
+        values = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise SweepError(f"cannot read multipliers '{spec}': use comma-separated numbers, e.g. -1,0,1") from None
+    return values
