@@ -53,8 +53,8 @@ def main() -> int:
     ap.add_argument("--n-test", type=int, default=50)
     ap.add_argument("--slider-n", type=int, default=100)
     ap.add_argument("--sample", type=int, default=4, help="test examples in the reference sample")
-    ap.add_argument("--data-dir", default=os.environ.get("STEERING_SHARED_DATASETS",
-                                                        str(Path(__file__).resolve().parents[2] / "shared" / "datasets")))
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    ap.add_argument("--data-dir", default=os.environ.get("STEERING_SHARED_DATASETS", str(shared)))
     args = ap.parse_args()
     if not Path(args.data_dir).is_dir():
         print(f"skipped: shared datasets not found at {args.data_dir}")

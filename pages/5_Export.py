@@ -28,8 +28,8 @@ def body(ctx: state.Context) -> None:
                          on_click="ignore")
     st.subheader("Steering vectors")
     layers = ", ".join(map(str, result.layers))
-    st.write(f"{'Layers' if len(result.layers) > 1 else 'Layer'} {layers} as safetensors (tensors `layer.<n>`), with a JSON "
-             "sidecar: model, layers, read position, aggregator, norms, dataset hash, split and seed.")
+    st.write(f"{'Layers' if len(result.layers) > 1 else 'Layer'} {layers} as safetensors (tensors `layer.<n>`), "
+             "with a JSON sidecar: model, layers, read position, aggregator, norms, dataset hash, split and seed.")
     c = st.columns(4)
     c[0].download_button("Vectors (safetensors)", export.run_file(result, "vectors.safetensors"),
                          f"{stem}-vectors.safetensors", "application/octet-stream", key="dl_vec", on_click="ignore")

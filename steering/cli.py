@@ -9,10 +9,22 @@ import argparse
 import sys
 import time
 
+from .config import (
+    CHOICES,
+    DEFAULT_AGGREGATOR,
+    DEFAULT_METRIC,
+    DEFAULT_MULTIPLIERS,
+    DEFAULT_N_TEST,
+    DEFAULT_N_TRAIN,
+    DEFAULT_POSITION,
+    DEFAULT_VARIANT,
+    SweepConfig,
+    SweepError,
+    parse_layers,
+    parse_multipliers,
+)
 from .datasets import DatasetError, list_datasets
 from .models import DEFAULT_MODEL, ModelError, default_layer, list_models, load_model
-from .config import (CHOICES, DEFAULT_AGGREGATOR, DEFAULT_METRIC, DEFAULT_MULTIPLIERS, DEFAULT_N_TEST, DEFAULT_N_TRAIN,
-                     DEFAULT_POSITION, DEFAULT_VARIANT, SweepConfig, SweepError, parse_layers, parse_multipliers)
 from .sweep import run_sweep
 
 

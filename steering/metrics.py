@@ -43,7 +43,8 @@ def anti_steerable(slopes) -> np.ndarray:
 
 
 def per_example(multipliers, propensities: np.ndarray) -> dict[str, np.ndarray]:
-    """slope, intercept, rmse, spearman, baseline (propensity at multiplier 0, or the fit's intercept), anti_steerable."""
+    """Per row: slope, intercept, rmse, spearman, anti_steerable, and baseline
+    (the propensity at multiplier 0, else the fit's intercept)."""
     x = np.asarray(multipliers, dtype=float)
     slope, intercept, rmse = ols_fit(x, propensities)
     zero = np.flatnonzero(x == 0)
@@ -91,7 +92,8 @@ def r_squared(y: np.ndarray, factors: list[np.ndarray]) -> float | None:
     return float(1 - resid.var() / y.var())
 
 
-def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat`` over resampled examples."""
     values = np.asarray(values)
     if len(values) == 0:

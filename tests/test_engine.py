@@ -14,7 +14,7 @@ from steering.datasets import load_dataset, split_dataset
 from steering.hooks import capture, steer, steer_start
 from steering.metrics import dataset_figures, ols_fit, per_example, r_squared, spearman
 from steering.prompts import encode_example, encode_pair
-from steering.vectors import aggregate, load_vectors, save_vectors, VectorMeta
+from steering.vectors import VectorMeta, aggregate, load_vectors, save_vectors
 
 TOL = 1e-4  # fast vs reference on float32 tiny models; observed ~1e-6
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from steering.datasets import MAX_UPLOAD_BYTES, DatasetError
 from steering.config import CHOICES
-from steering.scoring import METRIC_UNITS
+from steering.datasets import MAX_UPLOAD_BYTES, DatasetError
 from steering.hooks import POSITION_HELP
 from steering.models import REGISTRY, ModelError, default_layer, list_models
+from steering.scoring import METRIC_UNITS
 from ui import state, unreadable, upload
 
 VARIANT_HELP = ("BASE: the plain prompt. SYS_POS / SYS_NEG: a persona sentence ('You are X.' / 'You are not X.') "
@@ -105,7 +105,8 @@ def _advanced_section() -> None:
                     help="Comma-separated, e.g. -1.5, -1, -0.5, 0, 0.5, 1, 1.5 (the paper's grid).")
         if state.error_of("multipliers"):
             st.error(state.error_of("multipliers"))
-        state.bound(st.selectbox, "Propensity metric", "metric", options=list(CHOICES["metric"]), format_func=METRIC_UNITS.get)
+        state.bound(st.selectbox, "Propensity metric", "metric", options=list(CHOICES["metric"]),
+                    format_func=METRIC_UNITS.get)
         state.bound(st.selectbox, "Steered positions", "position", options=list(CHOICES["position"]),
                     format_func=lambda m: f"{m}: {POSITION_HELP[m]}")
         state.bound(st.number_input, "Split seed", "seed", min_value=0, step=1)

@@ -18,10 +18,18 @@ from typing import Any, Callable, Hashable, TypeVar
 import streamlit as st
 
 from steering import fast
+from steering.config import (
+    DEFAULT_AGGREGATOR,
+    DEFAULT_METRIC,
+    DEFAULT_MULTIPLIERS,
+    DEFAULT_POSITION,
+    DEFAULT_VARIANT,
+    SweepConfig,
+    check_multipliers,
+    parse_multipliers,
+)
 from steering.datasets import DEFAULT_DATASET, Dataset, DatasetInfo, list_datasets, load_dataset
 from steering.models import DEFAULT_MODEL, LoadedModel, load_model
-from steering.config import (DEFAULT_AGGREGATOR, DEFAULT_METRIC, DEFAULT_MULTIPLIERS, DEFAULT_POSITION, DEFAULT_VARIANT,
-                             SweepConfig, check_multipliers, parse_multipliers)
 from steering.testing import TINY_MODEL, tiny_random_model
 
 UPLOAD_PREFIX = "upload:"
