@@ -30,7 +30,8 @@ from .vectors import VectorMeta, aggregate, load_vectors, save_vectors
 PhaseProgress = Callable[[str, int, int], None]
 
 
-def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str, system: str) -> list[EncodedPair]:
+def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str,
+               system: str) -> list[EncodedPair]:
     try:
         return [encode_example(lm.tokenizer, e, variant, ds_name, system) for e in examples]
     except ValueError as e:
