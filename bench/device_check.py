@@ -14,19 +14,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from steering import evaluate, fast  # noqa: E402
-from steering.datasets import load_dataset  # noqa: E402
-from steering.models import load_model, pick_device, wrap_model  # noqa: E402
-from steering.prompts import encode_example  # noqa: E402
-from steering.config import DEFAULT_MULTIPLIERS, SweepConfig  # noqa: E402
-from steering.sweep import train_vectors  # noqa: E402
+from steering import evaluate, fast
+from steering.config import DEFAULT_MULTIPLIERS, SweepConfig
+from steering.datasets import load_dataset
+from steering.models import load_model, pick_device, wrap_model
+from steering.prompts import encode_example
+from steering.sweep import train_vectors
 
 
 def random_smollm(tokenizer_dir: str, device: torch.device):

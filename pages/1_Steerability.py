@@ -9,8 +9,8 @@ from ui import page, runs, state, views
 
 def multiplier_view(ctx: state.Context, result) -> None:
     st.subheader("Propensity at a chosen multiplier")
-    m = round(float(state.bound(st.slider, "Multiplier", "slider_multiplier", min_value=-3.0, max_value=3.0,
-                                step=0.1, help="Values off the sweep grid are computed live from cached prompt states.")), 2)
+    m = round(float(state.bound(st.slider, "Multiplier", "slider_multiplier", min_value=-3.0, max_value=3.0, step=0.1,
+                                help="Values off the sweep grid are computed live from cached prompt states.")), 2)
     with st.spinner(f"Evaluating the test items at multiplier {m:g}…"):
         steered, live = runs.propensities_at(ctx, result, ctx.layer, m)
         base, _ = runs.propensities_at(ctx, result, ctx.layer, 0.0)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import export, page, state, views
+from ui import export, import_vectors, page, state, views
 
 
 def body(ctx: state.Context) -> None:
@@ -28,8 +28,8 @@ def body(ctx: state.Context) -> None:
                          on_click="ignore")
     st.subheader("Steering vectors")
     layers = ", ".join(map(str, result.layers))
-    st.write(f"{'Layers' if len(result.layers) > 1 else 'Layer'} {layers} as safetensors (tensors `layer.<n>`), with a JSON "
-             "sidecar: model, layers, read position, aggregator, norms, dataset hash, split and seed.")
+    st.write(f"{'Layers' if len(result.layers) > 1 else 'Layer'} {layers} as safetensors (tensors `layer.<n>`), "
+             "with a JSON sidecar: model, layers, read position, aggregator, norms, dataset hash, split and seed.")
     c = st.columns(4)
     c[0].download_button("Vectors (safetensors)", export.run_file(result, "vectors.safetensors"),
                          f"{stem}-vectors.safetensors", "application/octet-stream", key="dl_vec", on_click="ignore")
@@ -37,17 +37,29 @@ def body(ctx: state.Context) -> None:
                          "application/json", key="dl_vec_json", on_click="ignore")
     c[2].download_button("Run manifest (JSON)", export.run_file(result, "manifest.json"), f"{stem}-manifest.json",
                          "application/json", key="dl_manifest", on_click="ignore")
+    if any(layer > 0 for layer in result.layers):
+        c[3].download_button("llama.cpp control vector (GGUF)", lambda: export.gguf_bytes(result),
+                             f"{stem}-control-vector.gguf", "application/octet-stream", key="dl_gguf",
+                             on_click="ignore",
+                             help="For llama.cpp's --control-vector (or --control-vector-scaled FILE m for "
+                                  "multiplier m). direction.N is added to the output of block N, as here; layer 0 "
+                                  "is left out (llama.cpp never steers it). llama.cpp adds it at every position.")
     st.subheader("Figures")
     st.download_button("Interactive figures (HTML, works offline)",
                        lambda: export.report_html(result, ctx.layer, ctx.metric).encode(), f"{stem}-figures.html",
                        "text/html", key="dl_html", on_click="ignore")
     if export.png_available():
         for i, (name, fig) in enumerate(export.report_figures(result, ctx.layer, ctx.metric).items()):
-            st.download_button(f"{name} (PNG)", lambda fig=fig: fig.to_image(format="png"), f"{stem}-figure{i}.png",
-                               "image/png", key=f"dl_png_{i}", on_click="ignore")
+            c = st.columns([3, 1, 1])
+            c[0].write(name)
+            c[1].download_button("PNG", lambda fig=fig: export.image_bytes(fig, "png"), f"{stem}-figure{i}.png",
+                                 "image/png", key=f"dl_png_{i}", on_click="ignore")
+            c[2].download_button("SVG", lambda fig=fig: export.image_bytes(fig, "svg"), f"{stem}-figure{i}.svg",
+                                 "image/svg+xml", key=f"dl_svg_{i}", on_click="ignore")
     else:
-        st.caption("PNG export needs the `kaleido` package, which is not installed here. Each chart's camera "
-                   "icon (top right, on hover) saves that chart as PNG from the browser.")
+        st.caption(f"{export.static_unavailable_reason()}. Each chart's camera icon (top right, on hover) saves "
+                   "that chart as PNG from the browser.")
+    import_vectors.section(ctx)
     st.subheader("Reproduce with the backend")
     st.code(export.snippet(ctx, result), language="python")
     views.provenance(result)

@@ -13,11 +13,23 @@ import os
 import sys
 import time
 
+from .config import (
+    CHOICES,
+    DEFAULT_AGGREGATOR,
+    DEFAULT_METRIC,
+    DEFAULT_MULTIPLIERS,
+    DEFAULT_N_TEST,
+    DEFAULT_N_TRAIN,
+    DEFAULT_POSITION,
+    DEFAULT_VARIANT,
+    SweepConfig,
+    SweepError,
+    parse_layers,
+    parse_multipliers,
+)
 from .datasets import DatasetError, list_datasets
-from .models import DEFAULT_MODEL, ModelError, list_models, load_model
 from .metrics import NonFiniteError
-from .config import (CHOICES, DEFAULT_AGGREGATOR, DEFAULT_METRIC, DEFAULT_MULTIPLIERS, DEFAULT_N_TEST, DEFAULT_N_TRAIN,
-                     DEFAULT_POSITION, DEFAULT_VARIANT, SweepConfig, SweepError, parse_layers, parse_multipliers)
+from .models import DEFAULT_MODEL, ModelError, default_layer, list_models, load_model
 from .sweep import run_sweep
 from .validate import ValidationError, check_seed, precheck_sweep
 
@@ -61,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=DEFAULT_MODEL)
     s.add_argument("--dataset", required=True, help="dataset name (found in --data-dir or bundled) or file path")
     s.add_argument("--data-dir", default=None)
-    s.add_argument("--layers", default=None, help="13 | 0-29 | 1,5,9 | all (default: the middle layer)")
+    s.add_argument("--layers", default=None,
+                   help="13 | 0-29 | 1,5,9 | all (default: the registry's layer for the model, else the middle one)")
     s.add_argument("--multipliers", default=",".join(f"{m:g}" for m in DEFAULT_MULTIPLIERS))
     s.add_argument("--n-train", type=int, default=DEFAULT_N_TRAIN)
     s.add_argument("--n-test", type=int, default=DEFAULT_N_TEST)
@@ -74,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--position", default=DEFAULT_POSITION, choices=CHOICES["position"])
     s.add_argument("--balance-train", action="store_true",
                    help="as many positive-is-A as positive-is-B training pairs (cancels the letter direction)")
+    s.add_argument("--multi-option", default="pair", choices=("pair", "keep"),
+                   help="items with 3+ options: A/B pair of the named options (default), or keep all options")
     s.add_argument("--reference", action="store_true", help="use the slow full-forward reference path")
     s.add_argument("--device", default=None)
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -82,7 +97,35 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("datasets", help="list datasets found in a directory and the bundled ones")
     d.add_argument("--data-dir", default=None)
     sub.add_parser("models", help="list the model registry")
+    _add_ecosystem_commands(sub)
     return p
+
+
+def _add_ecosystem_commands(sub) -> None:
+    """export, import and fetch (llama.cpp control vectors, static figures, public datasets)."""
+    e = sub.add_parser("export", help="a run's vectors as a llama.cpp control vector, or its figures as PNG/SVG/HTML")
+    e.add_argument("run_dir", help="a run directory (printed by sweep, under results/)")
+    e.add_argument("--format", required=True, choices=("gguf", "png", "svg", "html"))
+    e.add_argument("--to", required=True, help="output file (gguf, html) or folder (png, svg)")
+    e.add_argument("--layers", default=None, help="gguf: layers to export (default: all but 0); figures: the layer")
+    i = sub.add_parser("import", help="read a control vector (.gguf) or a .safetensors vector back and evaluate it")
+    i.add_argument("file", help="a .gguf control vector or a .safetensors vector file with its .json sidecar")
+    i.add_argument("--to", default=None, help="also write it as safetensors + JSON sidecar to this path")
+    i.add_argument("--model", default=None, help="default: the model recorded in the file")
+    i.add_argument("--dataset", default=None, help="evaluate on this dataset (default: the run it was exported from)")
+    i.add_argument("--data-dir", default=None)
+    i.add_argument("--layers", default=None, help="layers to evaluate (default: every layer in the file)")
+    i.add_argument("--multipliers", default=None)
+    i.add_argument("--n-train", type=int, default=None, help="items held out before the test split (default: as "
+                   "recorded, so the test split is the original run's)")
+    i.add_argument("--n-test", type=int, default=None)
+    i.add_argument("--seed", type=int, default=None)
+    i.add_argument("--device", default=None)
+    i.add_argument("--out", default="results")
+    f = sub.add_parser("fetch", help="download the paper's datasets (or one by name) from data/sources.json")
+    f.add_argument("name", help="'paper' for all of them, or a source name (see --list)")
+    f.add_argument("--cache-dir", default=None, help="default: ~/.cache/steerability/datasets")
+    f.add_argument("--registry", default=None, help="a sources.json other than data/sources.json")
 
 
 def _sweep(args) -> int:
@@ -91,13 +134,14 @@ def _sweep(args) -> int:
     check_seed(args.seed)
     from .datasets import load_dataset, split_dataset
 
-    ds = load_dataset(args.dataset, args.data_dir)
+    ds = load_dataset(args.dataset, args.data_dir, multi_option=args.multi_option)
     train_ex, test_ex = split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
     precheck_sweep(args.model, ds.name, args.layers, args.seed, args.device, args.n_train, args.n_test, args.out,
                    train_ex + test_ex)
     with contextlib.redirect_stderr(io.StringIO()):  # no de-quantising progress bars ahead of a one-line error
         lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    layers = parse_layers(args.layers, lm.n_layers) if args.layers is not None else [lm.n_layers // 2]
+    layers = (parse_layers(args.layers, lm.n_layers) if args.layers is not None
+              else [default_layer(args.model, lm.n_layers)])
     cfg = SweepConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, layers=layers,
                       multipliers=multipliers, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                       train_variant=args.train_variant, test_variant=args.test_variant,
@@ -129,6 +173,31 @@ class _Note(logging.Handler):
         print(f"note: {record.getMessage()}", file=sys.stderr)
 
 
+def _models() -> int:
+    print(f"{'name':<22} {'here':<14} {'layer':>5}  description / source / needs")
+    for m in list_models():
+        here = "installed" if m["installed"] else ("not downloaded" if m["hf_id"] else "not installed")
+        layer = f"{m['default_layer']}/{m['n_layers']}" if m["default_layer"] is not None else "-"
+        print(f"{m['name']:<22} {here:<14} {layer:>5}  {m['description']}")
+        print(f"{'':<43}  {m['hf_id'] or 'GGUF'}: needs {m['needs']}"
+              f"{'' if m['installed'] else '; ' + m['install']}")
+    return 0
+
+
+def _datasets(args) -> int:
+    from .datasets import list_unreadable
+
+    for info in list_datasets(args.data_dir):
+        multi = f" ({info.n_multi_option} with >2 options)" if info.n_multi_option else ""
+        print(f"{info.name:<55} {info.kind:<10} {info.n_items:>6}  {info.group}  {info.path}{multi}")
+    bad = list_unreadable(args.data_dir)
+    if bad:
+        print(f"\n{len(bad)} file(s) not read as datasets:")
+        for name, path, reason in bad:
+            print(f"unreadable  {name:<44} {path}: {reason}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     store_log = logging.getLogger("steering.store")
@@ -139,13 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "datasets":
-            for info in list_datasets(args.data_dir):
-                print(f"{info.name:<55} {info.kind:<10} {info.n_items:>6}  {info.group}  {info.path}")
-            return 0
-        for m in list_models():
-            print(f"{m['name']:<14} {'installed' if m['installed'] else 'not installed':<14} {m['description']}"
-                  f"{'' if m['installed'] else '  (' + m['install'] + ')'}")
-        return 0
+            return _datasets(args)
+        if args.command in ("export", "import", "fetch"):
+            from . import ecosystem_cli
+
+            return ecosystem_cli.run(args)
+        return _models()
     except (DatasetError, ModelError, SweepError, ValidationError, NonFiniteError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -7,6 +7,9 @@ holds an "(A) ... (B) ..." choice block, the letter matching the behaviour
 - persona JSONL (anthropics/evals persona/): Yes/No answers; choices are built
   here, the matching answer's letter alternating in blocks of two items (paper).
 - advanced-AI-risk JSONL: the question already holds the choices; answers " (A)".
+  Items with three or more options (the human-written files) become an A/B pair
+  of the matching and the named non-matching option by default (``multi_option=
+  "pair"``), or keep every option and compare the two named letters ("keep").
 - CAA JSON arrays (nrimsky/CAA datasets/): answers "(A)"; a generate/<c>/ file
   and its test/<c>/test_dataset_ab.json form one dataset with a fixed split.
 - TruthfulQA mc_task.json: correct mc1 answer vs the first incorrect one.
@@ -41,11 +44,14 @@ __all__ = [
     "DatasetInfo",
     "load_dataset",
     "list_datasets",
+    "list_unreadable",
+    "MULTI_OPTION_MODES",
     "split_dataset",
     "parse_bytes",
 ]
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data"
+_SOURCE_REGISTRY = BUNDLED_DIR / "sources.json"
 DEFAULT_DATASET = "corrigibility-demo"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # uploads are parsed in memory; bound them
 EXTENSIONS = (".jsonl", ".json", ".csv")
@@ -55,6 +61,7 @@ _META = re.compile(r"<META_START>.*?(?:<META_END>|\Z)", re.DOTALL)
 _CHOICE_LINE = re.compile(r"^[ \t]*\(([A-Z])\)", re.MULTILINE)
 _LETTER = re.compile(r"\(([A-Za-z])\)(?:[\s:.].*)?|([A-Za-z])", re.DOTALL)
 _VALID = "'(A)' or '(B)' (or 'Yes'/'No')"
+MULTI_OPTION_MODES = ("pair", "keep")
 
 
 class DatasetError(ValueError):
@@ -83,6 +90,8 @@ class Dataset:
     # (n_train_pool, n_test_pool) when the source ships its own split (CAA):
     # examples[:n_train_pool] are train items, the rest test items.
     fixed_split: tuple[int, int] | None = None
+    n_multi_option: int = 0  # items whose question offered more than two options
+    multi_option: str = "pair"  # how those items were read (MULTI_OPTION_MODES)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -95,6 +104,7 @@ class Dataset:
             "frac_pos_is_A": (sum(e.pos_is_A for e in self.examples) / n) if n else None,
             "frac_pos_is_yes": (sum(yes) / len(yes)) if yes else None,
             "kind": self.kind,
+            "n_multi_option": self.n_multi_option,
         }
 
 
@@ -105,6 +115,7 @@ class DatasetInfo:
     kind: str
     n_items: int
     group: str  # "bundled" for the project's data/, else the parent folder name
+    n_multi_option: int = 0  # items that offered more than two options (read as A/B pairs)
 
 
 # ---------------------------------------------------------------- answers
@@ -162,6 +173,51 @@ def _check_two_choices(question: str, where: str) -> None:
 def _with_choices(question: str, a: str, b: str) -> str:
     # Same " (A) ..." line style as the advanced-AI-risk files.
     return f"{question}\n\nChoices:\n (A) {a}\n (B) {b}"
+
+
+
+def _choice_block(question: str) -> list[tuple[str, int, int]] | None:
+    """(letter, start, end) of each option line of the last choice block, when it offers more than A and B."""
+    marks = list(_CHOICE_LINE.finditer(question))
+    starts = [i for i, m in enumerate(marks) if m.group(1) == "A"]
+    if not starts:
+        return None
+    block = marks[starts[-1]:]
+    if all(m.group(1) in ("A", "B") for m in block):
+        return None
+    ends = [m.start() for m in block[1:]] + [len(question)]
+    return [(m.group(1), m.start(), end) for m, end in zip(block, ends)]
+
+
+def _option_letter(value: Any, field: str, where: str, letters: list[str]) -> str:
+    """The letter an answer names (the first of a list), which must be one of the item's options."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    m = _LETTER.fullmatch(value.strip()) if isinstance(value, str) else None
+    letter = (m.group(1) or m.group(2)).upper() if m else None
+    if letter not in letters:
+        options = ", ".join(f"({x})" for x in letters)
+        raise DatasetError(f"{where}: field '{field}' is {_short(value)}; expected one of the item's options {options}")
+    return letter
+
+
+def _multi_option(question: str, block: list[tuple[str, int, int]], rec: dict[str, Any], i: int, where: str,
+                  mode: str) -> tuple[str, str, str, bool]:
+    """(question, positive, negative, pos_is_A) of an item with three or more options."""
+    letters = [b[0] for b in block]
+    pos = _option_letter(_field(rec, "answer_matching_behavior", where), "answer_matching_behavior", where, letters)
+    neg = _option_letter(_field(rec, "answer_not_matching_behavior", where), "answer_not_matching_behavior",
+                         where, letters)
+    if pos == neg:
+        raise DatasetError(f"{where}: answer_matching_behavior and answer_not_matching_behavior both name ({pos})")
+    if mode == "keep":
+        return question, f"({pos})", f"({neg})", pos == "A"
+    text = {letter: _CHOICE_LINE.sub("", question[start:end], count=1).strip() for letter, start, end in block}
+    indent = question[block[0][1]:].split("(", 1)[0]  # the block's own line style, e.g. " (A) ..."
+    pos_is_A = (i // 2) % 2 == 0  # the persona sets' alternation: blocks of two items
+    a, b = (text[pos], text[neg]) if pos_is_A else (text[neg], text[pos])
+    q = f"{question[:block[0][1]]}{indent}(A) {a}\n{indent}(B) {b}"
+    return q, ("(A)" if pos_is_A else "(B)"), ("(B)" if pos_is_A else "(A)"), pos_is_A
 
 
 # ---------------------------------------------------------------- reading records
@@ -234,7 +290,9 @@ def _truthfulqa_example(rec: dict[str, Any], i: int, where: str) -> tuple[str, b
     return _with_choices(_clean(str(question)), a, b), pos_is_A
 
 
-def _parse_text(text: str, ext: str, source: str, name: str) -> tuple[str, list[Example]]:
+def _parse_text(text: str, ext: str, source: str, name: str,
+                multi_option: str = "pair") -> tuple[str, list[Example], int]:
+    """(kind, examples, number of items with more than two options)."""
     if not text.strip():
         raise DatasetError(f"{source}: empty file")
     records, is_array = _records(text, ext, source)
@@ -244,6 +302,7 @@ def _parse_text(text: str, ext: str, source: str, name: str) -> tuple[str, list[
     truthfulqa = isinstance(first, dict) and "mc1_targets" in first
     mode: str | None = None  # "letter" or "yesno", fixed by the first item
     examples: list[Example] = []
+    n_multi = 0
     for i, (line, rec) in enumerate(records):
         where = f"{source} line {line}" if not is_array else f"{source} item {line}"
         if not isinstance(rec, dict):
@@ -257,6 +316,15 @@ def _parse_text(text: str, ext: str, source: str, name: str) -> tuple[str, list[
         question = _field(rec, "question", where)
         if not isinstance(question, str):
             raise DatasetError(f"{where}: field 'question' must be text")
+        block = _choice_block(_clean(question))
+        if block is not None:  # three or more options (human-written advanced-AI-risk items)
+            if mode == "yesno":
+                raise DatasetError(f"{where}: a multiple-choice item in a Yes/No file; use one answer style per file")
+            mode = "letter"
+            q, pos, neg, pos_is_A = _multi_option(_clean(question), block, rec, i, where, multi_option)
+            n_multi += 1
+            examples.append(Example(eid, q, pos, neg, pos_is_A, None, source, line))
+            continue
         ans = _answer(_field(rec, "answer_matching_behavior", where), "answer_matching_behavior", where)
         neg_raw = rec.get("answer_not_matching_behavior")
         if neg_raw not in (None, ""):
@@ -294,15 +362,22 @@ def _parse_text(text: str, ext: str, source: str, name: str) -> tuple[str, list[
         kind = "persona"
     else:
         kind = "caa" if is_array else "risk"
-    return kind, examples
+    return kind, examples, n_multi
 
 
-def _parse(data: bytes, filename: str, source: str, name: str) -> Dataset:
+def _parse(data: bytes, filename: str, source: str, name: str, multi_option: str = "pair") -> Dataset:
     ext = Path(filename).suffix.lower()
     if ext not in EXTENSIONS:
         raise DatasetError(f"{source}: unsupported extension '{ext or '(none)'}'; expected .jsonl, .json or .csv")
-    kind, examples = _parse_text(_decode(data, source), ext, source, name)
-    return Dataset(name, source, kind, hashlib.sha256(data).hexdigest(), tuple(examples))
+    if multi_option not in MULTI_OPTION_MODES:
+        raise DatasetError(f"multi_option is '{multi_option}'; choose one of {', '.join(MULTI_OPTION_MODES)}")
+    kind, examples, n_multi = _parse_text(_decode(data, source), ext, source, name, multi_option)
+    digest = hashlib.sha256(data)
+    if n_multi and multi_option != "pair":  # other prompts, other results: the store key must differ
+        digest.update(f"\0multi_option={multi_option}".encode())
+    return Dataset(name, source, kind, digest.hexdigest(), tuple(examples), n_multi_option=n_multi,
+                   multi_option=multi_option)
+
 
 
 # ---------------------------------------------------------------- files and names
@@ -336,7 +411,7 @@ def _read(path: Path) -> bytes:
         raise DatasetError(f"{path}: cannot read file ({e.strerror or e})") from None
 
 
-def _load_path(path: Path) -> Dataset:
+def _load_path(path: Path, multi_option: str = "pair") -> Dataset:
     path = path.absolute()
     if path.is_dir():
         raise DatasetError(f"{path}: is a directory, not a dataset file")
@@ -348,15 +423,15 @@ def _load_path(path: Path) -> Dataset:
     for f, _, size in key:  # files on disk get the same limit as uploads
         if size > MAX_UPLOAD_BYTES:
             raise DatasetError(f"{f}: file is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
-    return _load_cached(key)
+    return _load_cached(key, multi_option)
 
 
 @lru_cache(maxsize=128)  # keyed on (path, mtime, size): re-parses only changed files
-def _load_cached(key: tuple[tuple[str, int, int], ...]) -> Dataset:
+def _load_cached(key: tuple[tuple[str, int, int], ...], multi_option: str = "pair") -> Dataset:
     files = [Path(k[0]) for k in key]
     name = _name_for(files[0])
     if len(files) == 1:
-        return _parse(_read(files[0]), files[0].name, str(files[0]), name)
+        return _parse(_read(files[0]), files[0].name, str(files[0]), name, multi_option)
     gen_bytes, test_bytes = _read(files[0]), _read(files[1])
     train = _parse(gen_bytes, files[0].name, str(files[0]), name)
     test = _parse(test_bytes, files[1].name, str(files[1]), name)
@@ -397,8 +472,8 @@ def _candidates(root: Path) -> Iterator[tuple[str, Path]]:
 def list_datasets(data_dir: str | Path | None = None, include_bundled: bool = True) -> list[DatasetInfo]:
     """Every parseable dataset under data_dir (recursive) and the bundled data/, sorted by name.
 
-    Files that are not datasets (licences, registries, open-ended prompts
-    without choices, malformed files) are skipped silently.
+    Files that cannot be read as datasets are left out here and listed, with
+    the reason, by ``list_unreadable``.
     """
     infos = []
     for root, bundled in _roots(data_dir, include_bundled):
@@ -407,29 +482,48 @@ def list_datasets(data_dir: str | Path | None = None, include_bundled: bool = Tr
                 ds = _load_path(path)
             except DatasetError:
                 continue
-            infos.append(DatasetInfo(ds.name, str(path), ds.kind, len(ds), "bundled" if bundled else path.parent.name))
+            infos.append(DatasetInfo(ds.name, str(path), ds.kind, len(ds), "bundled" if bundled else path.parent.name,
+                                     ds.n_multi_option))
     return sorted(infos, key=lambda d: (d.name, d.group, d.path))
 
 
-def load_dataset(name_or_path: str | Path, data_dir: str | Path | None = None) -> Dataset:
-    """Load a dataset file, or a dataset by name from data_dir (recursive), then the bundled data/."""
+def list_unreadable(data_dir: str | Path | None = None, include_bundled: bool = True) -> list[tuple[str, str, str]]:
+    """(name, path, reason) of every candidate file under data_dir and the bundled data/ that does not parse."""
+    out = []
+    for root, _ in _roots(data_dir, include_bundled):
+        for name, path in _candidates(root):
+            if path.resolve() == _SOURCE_REGISTRY:
+                continue  # the project's own download registry, not a dataset
+            try:
+                _load_path(path)
+            except DatasetError as e:
+                out.append((name, str(path), str(e).removeprefix(f"{path.absolute()}").lstrip(": ") or str(e)))
+    return sorted(out, key=lambda t: (t[0], t[1]))
+
+
+def load_dataset(name_or_path: str | Path, data_dir: str | Path | None = None, multi_option: str = "pair") -> Dataset:
+    """Load a dataset file, or a dataset by name from data_dir (recursive), then the bundled data/.
+
+    ``multi_option``: items with three or more options become an A/B pair of the matching
+    and the named non-matching option ("pair"), or keep every option ("keep").
+    """
     text = str(name_or_path)
     path = Path(text).expanduser()
     roots = _roots(data_dir)
     looks_like_path = isinstance(name_or_path, Path) or path.suffix.lower() in EXTENSIONS or "/" in text or "\\" in text
     if path.is_file():
-        return _load_path(path)
+        return _load_path(path, multi_option)
     if looks_like_path:
         for root, _ in roots:  # a path relative to the data directory
             if (root / path).is_file():
-                return _load_path(root / path)
+                return _load_path(root / path, multi_option)
         if path.is_dir():
             raise DatasetError(f"{path}: is a directory, not a dataset file")
         raise DatasetError(f"{path}: no such file")
     for root, _ in roots:
         for name, candidate in _candidates(root):
             if name == text:
-                return _load_path(candidate)  # a broken file of that name reports its own error
+                return _load_path(candidate, multi_option)  # a broken file of that name reports its own error
     names = sorted({n for root, _ in roots for n, _ in _candidates(root)})
     hint = difflib.get_close_matches(text, names, n=5) or names[:8]
     where = f"{data_dir} or the bundled data" if data_dir is not None else "the bundled data (pass data_dir=...)"
@@ -485,11 +579,11 @@ def _balanced(ds: Dataset, order: np.ndarray, n: int) -> np.ndarray:
     return np.array([i for i in order if i in picked], dtype=int)
 
 
-def parse_bytes(data: bytes, filename: str) -> Dataset:
+def parse_bytes(data: bytes, filename: str, multi_option: str = "pair") -> Dataset:
     """Parse an uploaded file held in memory (kind detected from content and extension)."""
     name = Path(filename).name
     if len(data) > MAX_UPLOAD_BYTES:
         raise DatasetError(
             f"{name}: upload is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
         )
-    return _parse(data, name, name, _name_for(Path(name)))
+    return _parse(data, name, name, _name_for(Path(name)), multi_option)

@@ -68,7 +68,8 @@ def slope_histogram(slopes: Sequence[float], metric: str = "logit_diff", nbins: 
     centers, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
     anti = metrics.anti_steerable(s)
     fig = go.Figure()
-    for subset, name, colour in ((s[anti], "anti-steerable (slope ≤ 0)", ANTI), (s[~anti], "steerable (slope > 0)", STEER)):
+    parts = ((s[anti], "anti-steerable (slope ≤ 0)", ANTI), (s[~anti], "steerable (slope > 0)", STEER))
+    for subset, name, colour in parts:
         counts, _ = np.histogram(subset, edges)
         keep = counts > 0
         fig.add_bar(x=centers[keep], y=counts[keep], width=width * 0.95, name=name, marker_color=colour,

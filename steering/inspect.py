@@ -8,10 +8,10 @@ import pandas as pd
 import torch
 
 from .evaluate import _sequences, completion_score
-from .scoring import combine_scores
 from .hooks import steer, steer_start
 from .models import LoadedModel
 from .prompts import encode_pair
+from .scoring import combine_scores
 
 
 def token_view(lm: LoadedModel, prompt: str, positive: str, negative: str, mode: str = "answer") -> list[dict]:

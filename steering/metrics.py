@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import rankdata
 
 
 class NonFiniteError(ValueError):
@@ -33,31 +34,16 @@ def ols_fit(multipliers: np.ndarray, propensities: np.ndarray) -> tuple[np.ndarr
     return slope, intercept, np.sqrt((resid**2).mean(1))
 
 
-def _ranks(a: np.ndarray) -> np.ndarray:
-    """Average ranks along the last axis (ties share the mean rank)."""
-    order = np.argsort(a, axis=-1, kind="mergesort")
-    ranks = np.empty_like(a, dtype=float)
-    for i in range(a.shape[0]):
-        row, idx = a[i], order[i]
-        sorted_row = row[idx]
-        r = np.arange(1, len(row) + 1, dtype=float)
-        # Average tied runs.
-        start = 0
-        while start < len(row):
-            end = start
-            while end + 1 < len(row) and sorted_row[end + 1] == sorted_row[start]:
-                end += 1
-            r[start : end + 1] = (start + end + 2) / 2
-            start = end + 1
-        ranks[i, idx] = r
-    return ranks
-
-
 def spearman(multipliers: np.ndarray, propensities: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of each row with the multipliers (nan for a constant row)."""
+    """Spearman rank correlation of each row with the multipliers (nan for a constant row).
+
+    Ranks from scipy (ties share the mean rank); the Pearson correlation of the
+    ranks is taken for all rows at once, which is what ``scipy.stats.spearmanr``
+    computes for one row.
+    """
     y = np.atleast_2d(np.asarray(propensities, dtype=float))
-    ry = _ranks(y)
-    rx = _ranks(np.asarray(multipliers, dtype=float)[None, :])[0]
+    ry = rankdata(y, axis=-1)
+    rx = rankdata(np.asarray(multipliers, dtype=float))
     rxc = rx - rx.mean()
     ryc = ry - ry.mean(1, keepdims=True)
     denom = np.sqrt((ryc**2).sum(1) * (rxc**2).sum())
@@ -71,7 +57,8 @@ def anti_steerable(slopes) -> np.ndarray:
 
 
 def per_example(multipliers, propensities: np.ndarray) -> dict[str, np.ndarray]:
-    """slope, intercept, rmse, spearman, baseline (propensity at multiplier 0, or the fit's intercept), anti_steerable."""
+    """Per row: slope, intercept, rmse, spearman, anti_steerable, and baseline
+    (the propensity at multiplier 0, else the fit's intercept)."""
     x = np.asarray(multipliers, dtype=float)
     slope, intercept, rmse = ols_fit(x, propensities)
     zero = np.flatnonzero(x == 0)
@@ -119,7 +106,8 @@ def r_squared(y: np.ndarray, factors: list[np.ndarray]) -> float | None:
     return float(1 - resid.var() / y.var())
 
 
-def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat`` over resampled examples."""
     values = np.asarray(values)
     if len(values) == 0:

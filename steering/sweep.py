@@ -31,7 +31,8 @@ from .vectors import VectorMeta, aggregate, load_vectors, save_vectors
 PhaseProgress = Callable[[str, int, int], None]
 
 
-def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str, system: str) -> list[EncodedPair]:
+def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str,
+               system: str) -> list[EncodedPair]:
     try:
         pairs = [encode_example(lm.tokenizer, e, variant, ds_name, system) for e in examples]
         check_prompt_lengths(lm, examples, pairs)  # before any forward pass: a huge item would exhaust memory
@@ -186,8 +187,10 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
               "train.parquet": pairs_frame(train_ex, train_pairs), "test.parquet": pairs_frame(test_ex, test_pairs)}
     manifest = {
         "settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
-        "path": "fast" if use_fast(lm, cfg) else "reference", "seconds": round((partial.prior_seconds if partial is not None else 0.0) + elapsed, 2),
-        "seconds_this_attempt": round(elapsed, 2),  # the total above includes interrupted attempts
+        "path": "fast" if use_fast(lm, cfg) else "reference",
+        # the total includes earlier, interrupted attempts of the same run (resume)
+        "seconds": round((partial.prior_seconds if partial is not None else 0.0) + elapsed, 2),
+        "seconds_this_attempt": round(elapsed, 2),
         "n_layers_model": lm.n_layers, "hidden_size": lm.hidden_size, "dataset_path": ds.path,
         "versions": _versions(), "device": str(lm.device), "dtype": str(lm.dtype),
         # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.

@@ -25,7 +25,25 @@ ITEM = {"question": "Q?\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavi
         "answer_not_matching_behavior": " (B)"}
 
 
-def bad(capsys, out: Path, *args: str, max_seconds: float = 10.0) -> str:
+LOADS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def count_model_loads(monkeypatch):
+    """Records every model load the CLI starts, so a test can say its error came before any."""
+    from steering import cli
+
+    real = cli.load_model
+    LOADS.clear()
+
+    def counted(name, *a, **k):
+        LOADS.append(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(cli, "load_model", counted)
+
+
+def bad(capsys, out: Path, *args: str, max_seconds: float = 60.0, loads: bool = False) -> str:
     t0 = time.time()
     code = main(["sweep", "--out", str(out), *args])
     elapsed = time.time() - t0
@@ -35,7 +53,8 @@ def bad(capsys, out: Path, *args: str, max_seconds: float = 10.0) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
     assert "Traceback" not in captured.err + captured.out
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
-    assert elapsed < max_seconds, f"took {elapsed:.1f} s: the error should come before any model loads"
+    assert loads or not LOADS, f"the model was loaded ({LOADS}) before this error"
+    assert elapsed < max_seconds, f"took {elapsed:.1f} s"
     return lines[0]
 
 
@@ -53,7 +72,7 @@ def test_bad_multipliers(capsys, tmp_path, spec):
 @pytest.mark.parametrize("spec,words", [("3-1", "reversed"), ("", "no layers"), (",", "no layers"),
                                          ("a-b", "cannot read"), ("1-", "cannot read"), ("0-100000000000", "")])
 def test_bad_layers_before_loading(capsys, tmp_path, spec, words):
-    msg = bad(capsys, tmp_path / "r", *demo("--layers", spec, "--model", "no-such-model"))
+    msg = bad(capsys, tmp_path / "r", *demo("--layers", spec, "--model", "no-such-model"), loads=not words)
     assert words in msg
 
 
@@ -88,8 +107,11 @@ def test_deeply_nested_file_does_not_break_the_listing(capsys, tmp_path):
     (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
     (tmp_path / "good.jsonl").write_text("\n".join(json.dumps(ITEM) for _ in range(4)))
     assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert "good" in names and "deep" not in names
+    out = capsys.readouterr().out
+    listed, _, unreadable = out.partition("\n\n")
+    assert "good" in [line.split()[0] for line in listed.splitlines()]
+    assert "deep" not in [line.split()[0] for line in listed.splitlines()]
+    assert "nested too deeply" in unreadable  # listed apart, with its reason
 
 
 def test_data_dir_file_over_the_upload_limit(capsys, tmp_path):
@@ -126,7 +148,7 @@ def test_dataset_name_too_long_for_a_file_name(capsys, tmp_path):
 
 def test_offline_hugging_face_id_fails_at_once(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    msg = bad(capsys, tmp_path / "r", *demo("--model", "no-such-org/no-such-model"), max_seconds=5)
+    msg = bad(capsys, tmp_path / "r", *demo("--model", "no-such-org/no-such-model"), max_seconds=20)
     assert "not in the local Hugging Face cache" in msg
 
 
@@ -135,7 +157,7 @@ def test_offline_without_the_variable_probes_the_network_quickly(capsys, tmp_pat
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(validate, "_reachable", lambda *a, **k: False)
-    msg = bad(capsys, tmp_path / "r", *demo("--model", "no-such-org/no-such-model"), max_seconds=5)
+    msg = bad(capsys, tmp_path / "r", *demo("--model", "no-such-org/no-such-model"), max_seconds=20)
     assert "no internet connection" in msg
 
 
@@ -153,7 +175,7 @@ def _smol():
 
 def test_layer_out_of_range_is_read_from_the_gguf_header(capsys, tmp_path):
     _smol()
-    msg = bad(capsys, tmp_path / "r", *demo("--layers", "30"), max_seconds=6)
+    msg = bad(capsys, tmp_path / "r", *demo("--layers", "30"))  # no load: the layer count is read from the header
     assert msg == "error: layer 30 is out of range: the model has layers 0-29"
 
 
@@ -162,7 +184,7 @@ def test_truncated_gguf_with_a_valid_header(capsys, tmp_path):
     src = _smol()
     f = tmp_path / "cut.gguf"
     f.write_bytes(src.read_bytes()[: src.stat().st_size // 3])
-    assert "cannot load model" in bad(capsys, tmp_path / "r", *demo("--model", str(f)), max_seconds=60)
+    assert "cannot load model" in bad(capsys, tmp_path / "r", *demo("--model", str(f)), loads=True)
 
 
 @pytest.mark.integration
@@ -172,8 +194,7 @@ def test_megabyte_question_names_the_item(capsys, tmp_path):
     items = [dict(ITEM) for _ in range(20)]
     items[5]["question"] = "word " * 200_000 + items[5]["question"]
     f.write_text("\n".join(json.dumps(i) for i in items))
-    msg = bad(capsys, tmp_path / "r", "--dataset", str(f), "--n-train", "10", "--n-test", "10", "--seed", "1",
-              max_seconds=60)
+    msg = bad(capsys, tmp_path / "r", "--dataset", str(f), "--n-train", "10", "--n-test", "10", "--seed", "1")
     assert "item long:5 is" in msg and "8192" in msg
 
 

@@ -86,7 +86,8 @@ def test_bad_multipliers(capsys, tmp_path):
 def test_layer_out_of_range_gives_range(tmp_path):
     """Through a real process on the embedded model: exit 2 and the valid range, no run directory."""
     proc = subprocess.run([sys.executable, "-m", "steering", "sweep", "--dataset", "corrigibility-demo",
-                           "--layers", "30", "--n-train", "20", "--n-test", "10", "--out", str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True)
+                           "--layers", "30", "--n-train", "20", "--n-test", "10", "--out", str(tmp_path / "r")],
+                          cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "error: layer 30 is out of range: the model has layers 0-29" in proc.stderr
     assert not (tmp_path / "r").exists()

@@ -213,7 +213,7 @@ def test_meta_tags_stripped(tmp_path: Path) -> None:
         ("c.jsonl", risk_line(m=" (C)", n=" (A)"), r"c\.jsonl line 1: field 'answer_matching_behavior' is ' \(C\)'; expected '\(A\)' or '\(B\)'"),
         ("maybe.jsonl", risk_line(m="Maybe"), r"line 1: field 'answer_matching_behavior' is 'Maybe'"),
         ("same.jsonl", risk_line(m=" (A)", n="(A)"), r"line 1: field 'answer_not_matching_behavior'"),
-        ("three.jsonl", risk_line() + "\n" + risk_line("Q?\n\nChoices:\n (A) a\n (B) b\n (C) c"), r"three\.jsonl line 2: .*\(C\).*two-choice"),
+        ("three.jsonl", risk_line() + "\n" + risk_line("Q?\n\nChoices:\n (A) a\n (B) b\n (C) c", n=" (D)"), r"three\.jsonl line 2: .*' \(D\)'; expected one of the item's options \(A\), \(B\), \(C\)"),
         ("mixed.jsonl", risk_line() + "\n" + risk_line(m=" Yes", n=" No"), r"line 2: .*one answer style"),
         ("empty.jsonl", "\n  \n", r"empty\.jsonl: empty file"),
         ("arr.json", json.dumps([json.loads(risk_line()), {"question": "q", "answer_matching_behavior": "(D)"}]), r"arr\.json item 2: .*'\(D\)'"),

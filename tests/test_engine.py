@@ -14,7 +14,7 @@ from steering.datasets import load_dataset, split_dataset
 from steering.hooks import capture, steer, steer_start
 from steering.metrics import dataset_figures, ols_fit, per_example, r_squared, spearman
 from steering.prompts import encode_example, encode_pair
-from steering.vectors import aggregate, load_vectors, save_vectors, VectorMeta
+from steering.vectors import VectorMeta, aggregate, load_vectors, save_vectors
 
 TOL = 1e-4  # fast vs reference on float32 tiny models; observed ~1e-6
 
@@ -189,6 +189,7 @@ def test_slope_and_spearman_match_numpy_and_scipy():
     rho = spearman(x, y)
     expected = [scipy.stats.spearmanr(x, row).statistic for row in y]
     assert np.allclose(rho, expected)
+    assert np.isnan(spearman(x, np.ones((2, 7)))).all() and spearman(x, x[None] ** 3)[0] == pytest.approx(1.0)
     fit = per_example(x, y)
     assert np.array_equal(fit["anti_steerable"], ~(slope > 0))
     assert np.array_equal(fit["baseline"], y[:, 3])

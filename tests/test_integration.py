@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from steering import evaluate, fast
+from steering.config import SweepConfig
 from steering.datasets import load_dataset, split_dataset
 from steering.metrics import per_example
 from steering.prompts import encode_example
-from steering.config import SweepConfig
 from steering.results import load_run
 from steering.sweep import run_sweep, train_vectors
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from steering.config import SweepError, parse_layers, parse_multipliers
 from steering.datasets import DatasetError, parse_bytes
 from steering.store import run_dir_name, settings_key
-from steering.config import SweepError, parse_layers, parse_multipliers
 from steering.validate import ValidationError, gguf_metadata
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from steering import store
-from steering.store import FILES, Partial, RunWriter, cleanup, find_run, verify_run
+from steering.store import Partial, RunWriter, cleanup, find_run, verify_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"model": "m", "dataset_name": "d", "layers": [1], "seed": 0}
@@ -24,8 +24,9 @@ CFG = dict(dataset="corrigibility-demo", layers=[1], n_train=6, n_test=5)
 
 def write_run(root: Path, settings: dict = SETTINGS) -> Path:
     """A minimal complete run written through RunWriter (the files the store checks)."""
-    from steering.vectors import VectorMeta, save_vectors
     import torch
+
+    from steering.vectors import VectorMeta, save_vectors
 
     with RunWriter(root, settings) as w:
         for name in ("propensities.parquet", "steerability.parquet", "train.parquet"):
@@ -89,8 +90,9 @@ def test_two_threads_committing_the_same_run_both_succeed(tmp_path):
 
         def go():
             try:
-                from steering.vectors import VectorMeta, save_vectors
                 import torch
+
+                from steering.vectors import VectorMeta, save_vectors
 
                 w = RunWriter(root, SETTINGS)
                 for name in ("propensities.parquet", "steerability.parquet", "train.parquet"):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from pathlib import Path
 
 import pandas as pd
 
-from steering import figures
+from steering import figures, static_figures
 from steering.datasets import BUNDLED_DIR
 from steering.results import SweepResult
 from steering.testing import TINY_MODEL
@@ -34,22 +33,31 @@ def run_file(result: SweepResult, name: str) -> bytes:
 
 
 def png_available() -> bool:
-    return importlib.util.find_spec("kaleido") is not None
+    return static_figures.unavailable_reason() is None
+
+
+def static_unavailable_reason() -> str | None:
+    return static_figures.unavailable_reason()
+
+
+def image_bytes(fig, fmt: str) -> bytes:
+    """PNG or SVG of one figure (kaleido with the system Chromium)."""
+    return static_figures.to_image(fig, fmt)
+
+
+def gguf_bytes(result: SweepResult) -> bytes:
+    """The run's vectors as a llama.cpp control vector (layer 0 left out: llama.cpp cannot steer it)."""
+    import tempfile
+
+    from steering.controlvec import export_gguf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _ = export_gguf(result.run_dir, Path(tmp) / "control-vector.gguf")
+        return path.read_bytes()
 
 
 def report_figures(result: SweepResult, layer: int, metric: str) -> dict:
-    steer = result.steerability[result.steerability.layer == layer]
-    props = result.propensities[result.propensities.layer == layer]
-    figs = {
-        f"Per-example steerability, layer {layer}": figures.slope_histogram(steer.slope, metric),
-        f"Propensity vs multiplier, layer {layer}":
-            figures.propensity_curves(props, steer[steer.anti_steerable].example_id, metric),
-        f"Steerability by spurious factor, layer {layer}": figures.slopes_by_factor(steer, metric),
-    }
-    if len(result.layers) > 1:
-        figs["Layer x multiplier"] = figures.layer_heatmap(result.propensities, metric, layer)
-        figs["Steerability by layer"] = figures.layer_summary(result.layer_table(), metric, layer)
-    return figs
+    return static_figures.run_figures(result, layer, metric)
 
 
 def report_html(result: SweepResult, layer: int, metric: str) -> str:

@@ -7,9 +7,9 @@ from typing import Callable
 
 import streamlit as st
 
+from steering.config import SweepError
 from steering.datasets import DatasetError
 from steering.models import ModelError
-from steering.config import SweepError
 from ui import demo, sidebar, state
 
 log = logging.getLogger("steering.app")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from steering.datasets import MAX_UPLOAD_BYTES, DatasetError
 from steering.config import CHOICES
-from steering.scoring import METRIC_UNITS
+from steering.datasets import MAX_UPLOAD_BYTES, DatasetError
 from steering.hooks import POSITION_HELP
-from steering.models import REGISTRY, ModelError, list_models
-from ui import demo, state, upload
+from steering.models import REGISTRY, ModelError, default_layer, list_models
+from steering.scoring import METRIC_UNITS
+from ui import demo, state, unreadable, upload
 
 VARIANT_HELP = ("BASE: the plain prompt. SYS_POS / SYS_NEG: a persona sentence ('You are X.' / 'You are not X.') "
                 "as the system prompt. USER_POS / USER_NEG: the sentence prepended to the user turn.")
@@ -67,6 +67,7 @@ def _dataset_section() -> state.Dataset | None:
         state.put("dataset", state.default_dataset_key(choices))
     labels = {c.key: c.label for c in choices}
     state.bound(sb.selectbox, "Concept (A/B dataset)", "dataset", options=keys, format_func=labels.get)
+    unreadable.show(state.get("data_dir"))
     sb.file_uploader(f"Upload a dataset (≤ {MAX_UPLOAD_BYTES // 2**20} MB)", type=["jsonl", "json", "csv"],
                      key="w_upload", on_change=upload.on_upload,
                      help="JSONL/JSON/CSV with 'question' and 'answer_matching_behavior' ('(A)'/'(B)' or Yes/No).")
@@ -110,7 +111,8 @@ def _advanced_section() -> None:
                     help="Comma-separated, e.g. -1.5, -1, -0.5, 0, 0.5, 1, 1.5 (the paper's grid).")
         if state.error_of("multipliers"):
             st.error(state.error_of("multipliers"))
-        state.bound(st.selectbox, "Propensity metric", "metric", options=list(CHOICES["metric"]), format_func=METRIC_UNITS.get)
+        state.bound(st.selectbox, "Propensity metric", "metric", options=list(CHOICES["metric"]),
+                    format_func=METRIC_UNITS.get)
         state.bound(st.selectbox, "Steered positions", "position", options=list(CHOICES["position"]),
                     format_func=lambda m: f"{m}: {POSITION_HELP[m]}")
         state.bound(st.number_input, "Split seed", "seed", min_value=0, step=1)
@@ -136,7 +138,7 @@ def render() -> state.Context | None:
         return None
     layer = state.get("layer")
     if layer is None or not 0 <= layer < lm.n_layers:
-        state.put("layer", lm.n_layers // 2)
+        state.put("layer", default_layer(lm.name, lm.n_layers))
     state.bound(sb.slider, "Layer", "layer", min_value=0, max_value=lm.n_layers - 1, step=1,
                 help="Decoder block whose output is read (training) and steered.")
     state.bound(sb.selectbox, "Aggregator", "aggregator", options=list(CHOICES["aggregator"]),

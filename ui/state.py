@@ -18,10 +18,18 @@ from typing import Any, Callable, Hashable, TypeVar
 import streamlit as st
 
 from steering import fast
+from steering.config import (
+    DEFAULT_AGGREGATOR,
+    DEFAULT_METRIC,
+    DEFAULT_MULTIPLIERS,
+    DEFAULT_POSITION,
+    DEFAULT_VARIANT,
+    SweepConfig,
+    check_multipliers,
+    parse_multipliers,
+)
 from steering.datasets import DEFAULT_DATASET, Dataset, DatasetInfo, list_datasets, load_dataset
 from steering.models import DEFAULT_MODEL, LoadedModel, load_model
-from steering.config import (DEFAULT_AGGREGATOR, DEFAULT_METRIC, DEFAULT_MULTIPLIERS, DEFAULT_POSITION, DEFAULT_VARIANT,
-                             SweepConfig, check_multipliers, parse_multipliers)
 from steering.testing import TINY_MODEL, tiny_random_model
 
 UPLOAD_PREFIX = "upload:"
@@ -37,7 +45,9 @@ def results_dir() -> Path:
 
 
 def env_data_dir() -> str:
-    return os.environ.get("STEERING_DATA_DIR") or ""
+    from steering.sources import DEFAULT_CACHE_DIR  # `python -m steering fetch` puts datasets there
+
+    return os.environ.get("STEERING_DATA_DIR") or (str(DEFAULT_CACHE_DIR) if DEFAULT_CACHE_DIR.is_dir() else "")
 
 
 def defaults() -> dict[str, Any]:

@@ -35,6 +35,9 @@ def concept_summary(ctx: state.Context) -> None:
     c[2].metric("Positive answer is Yes", f"{s['frac_pos_is_yes']:.0%}" if s["frac_pos_is_yes"] is not None else "n/a",
                 help="Yes/No balance (persona datasets only).")
     c[3].metric("Format", s["kind"])
+    if s.get("n_multi_option"):
+        st.caption(f"{s['n_multi_option']} of {s['n']} items offered more than two options; each is read as an A/B "
+                   "pair of its matching and its named non-matching option (the other options are dropped).")
 
 
 def headline(ctx: state.Context, result: SweepResult) -> None:

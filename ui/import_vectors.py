@@ -1,0 +1,57 @@
+"""Evaluate an imported vector (a llama.cpp control vector or a safetensors vector) with the sidebar's settings."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from steering import figures
+from steering.controlvec import ControlVectorError, evaluate_vectors, read_vectors
+from ui import state
+
+RESULT_KEY = "imported_vector_result"
+
+
+def _evaluate(ctx: state.Context, name: str, data: bytes):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(name).name
+        path.write_bytes(data)
+        vectors, info = read_vectors(path)
+        layers = [lay for lay in info["layers"] if lay < ctx.lm.n_layers]
+        if not layers:
+            raise ControlVectorError(f"{name}: layers {info['layers']} are beyond {ctx.lm.name}'s "
+                                     f"{ctx.lm.n_layers} layers")
+        return evaluate_vectors(path, ctx.lm, ctx.dataset, ctx.config(layers), out=state.results_dir()), info
+
+
+def section(ctx: state.Context) -> None:
+    """Upload, evaluate on the sidebar's model, concept, test split and multipliers, show the per-layer figures."""
+    st.subheader("Evaluate an imported vector")
+    st.write("A llama.cpp control vector (`.gguf`, e.g. from repeng, EasySteer or this page) or a `.safetensors` "
+             "vector (tensors `layer.<n>`), evaluated on the sidebar's model, concept, test split and multipliers. "
+             "`direction.N` is read as layer N (the output of block N, counted from 0), as llama.cpp applies it.")
+    upload = st.file_uploader("Vector file", type=["gguf", "safetensors"], key="w_import_vector")
+    if upload is None:
+        return
+    if st.button("Evaluate the imported vector", key="b_import_vector"):
+        try:
+            with st.spinner("Evaluating the imported vector on the test split…"):
+                st.session_state[RESULT_KEY] = (upload.name, *_evaluate(ctx, upload.name, upload.getvalue()))
+        except (ControlVectorError, ValueError, OSError) as e:
+            st.session_state.pop(RESULT_KEY, None)
+            st.error(f"Import: {e}")
+            return
+    held = st.session_state.get(RESULT_KEY)
+    if not held or held[0] != upload.name:
+        return
+    name, result, info = held
+    st.caption(f"{name}: {info['format']}, recorded model {info['model'] or '(none)'}, layers "
+               f"{', '.join(map(str, result.layers))}; run stored in {result.run_dir}")
+    st.dataframe(result.layer_table(), hide_index=True)
+    layer = ctx.layer if ctx.layer in result.layers else result.layers[0]
+    steer = result.steerability[result.steerability.layer == layer]
+    st.plotly_chart(figures.slope_histogram(steer.slope, ctx.metric,
+                                            title=f"Imported vector: per-example steerability, layer {layer}"),
+                    key="imported_hist")
