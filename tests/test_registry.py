@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from steering import cli, models
+from steering import cli, models, validate
 from steering.models import REGISTRY, default_layer, registry_entry
 
 PAPER = {"llama2-7b-chat": ("meta-llama/Llama-2-7b-chat-hf", 13, 32),
@@ -59,8 +59,10 @@ def test_hf_entries_load_by_id_up_to_the_download(name: str, monkeypatch: pytest
         raise _DownloadStarts
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
-    with pytest.raises(_DownloadStarts):
+    monkeypatch.setattr(validate, "check_hf_available", lambda name: None)  # as if online
+    with pytest.raises(models.ModelError) as raised:  # load failures reach the user as one ModelError line
         models.load_model(name)
+    assert isinstance(raised.value.__cause__, _DownloadStarts)
     assert seen["source"] == REGISTRY[name].hf_id
     assert seen["trust_remote_code"] is False and "gguf_file" not in seen
 
