@@ -84,6 +84,7 @@ def _sweep(args) -> int:
 
     ds = load_dataset(args.dataset, args.data_dir)
     split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
+    SweepConfig(multipliers=multipliers, metric=args.metric, null=args.null, swap=args.swap).validate()
     lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     layers = parse_layers(args.layers, lm.n_layers) if args.layers else [lm.n_layers // 2]
     cfg = SweepConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, layers=layers,
