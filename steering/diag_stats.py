@@ -79,3 +79,21 @@ def directional_agreement(differences: np.ndarray) -> float:
     """Mean cosine of each training difference [n, d] with their mean (Braun et al. 2025)."""
     d = np.asarray(differences, dtype=float)
     return float(np.nanmean(own_cos_proj(d, d.mean(0))[0]))
+
+
+def verdict(slope: float, swapped: float | None = None, z_random: float | None = None,
+            z_shuffled: float | None = None) -> str:
+    """One line on why an example moves as it does, from its diagnostics (any may be missing)."""
+    ok = lambda v: v is not None and np.isfinite(v)  # noqa: E731
+    if ok(swapped) and bool(letter_driven(np.array([slope]), np.array([swapped]))[0]):
+        return "letter-driven: its slope flips sign when the options are swapped"
+    if ok(z_random) and abs(z_random) < Z95:
+        return "no better than a random direction: its slope lies inside the 95% band of random vectors' slopes"
+    if ok(swapped) and slope <= 0 and swapped <= 0:
+        return "anti-steerable in both letter orders: the vector pushes this content the wrong way"
+    if ok(swapped) and slope > 0 and swapped > 0:
+        return "content-steered: steerable in both letter orders" + (
+            ", and beyond the random-direction band" if ok(z_random) else "")
+    if ok(z_shuffled) and abs(z_shuffled) < Z95:
+        return "no better than a label-shuffled vector: the concept's labels add nothing for this item"
+    return "steerable beyond the null band" if slope > 0 else "anti-steerable beyond the null band"

@@ -312,3 +312,12 @@ def summary_lines(summary: dict) -> list[str]:
                          f"Spearman rho of slope with own-difference cosine {s['rho_own_cos']:+.2f}, projection "
                          f"{s['rho_own_proj']:+.2f}, baseline propensity {s['rho_baseline']:+.2f}")
     return lines
+
+
+DIAG_FILES = ("null.parquet", "swap.parquet", "split_half.parquet")
+
+
+def load_frames(run_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """The diagnostics tables stored with a run (only those it computed)."""
+    run_dir = Path(run_dir)
+    return {name: pd.read_parquet(run_dir / name) for name in DIAG_FILES if (run_dir / name).exists()}
