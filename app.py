@@ -7,7 +7,7 @@ st.navigation lists the pages so the first entry reads "Home", not "app".
 
 import streamlit as st
 
-from ui import page, runs, state, views
+from ui import diagnostics, page, runs, state, views
 
 INTRO = """
 A **steering vector** (Contrastive Activation Addition) is the mean difference of a model's
@@ -41,6 +41,7 @@ def body(ctx: state.Context) -> None:
         return
     st.subheader(f"Layer {ctx.layer}: headline figures")
     views.headline(ctx, result)
+    diagnostics.headline(ctx)
     views.provenance(result)
     cols = st.columns(4)
     for col, (path, label) in zip(cols, LINKS):
@@ -57,6 +58,7 @@ PAGES = {
     "pages/3_Inspect_examples.py": ("Inspect examples", ":material/search:"),
     "pages/4_Live_steering.py": ("Live steering", ":material/tune:"),
     "pages/5_Export.py": ("Export", ":material/download:"),
+    "pages/6_Diagnostics.py": ("Diagnostics", ":material/troubleshoot:"),
 }
 ICONS = {path: icon for path, (_, icon) in PAGES.items()}
 LINKS = [("pages/1_Steerability.py", "Steerability distribution"), ("pages/2_Layer_sweep.py", "Layer sweep"),

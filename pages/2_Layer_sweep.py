@@ -2,12 +2,25 @@
 
 import streamlit as st
 
-from steering import figures
-from ui import page, runs, state, views
+from steering import diag_figures, figures
+from ui import diagnostics, page, runs, state, views
 
 
 def _pick_layer() -> None:
     state.put("layer", int(st.session_state["w_pick_layer"]))  # the sidebar layer follows
+
+
+def split_half(ctx: state.Context) -> None:
+    """Per-layer split-half stability (a split-half-only diagnostics run over every layer)."""
+    layers = list(range(ctx.lm.n_layers))
+    result = diagnostics.stored(ctx, layers, only_split=True)
+    if result is None:
+        if st.button("Compute split-half stability for every layer", key="split_all"):
+            diagnostics.compute(ctx, layers, only_split=True)
+            st.rerun()
+        return
+    views.chart(diag_figures.split_half_figure(diagnostics.frames(result)["split_half.parquet"], ctx.layer),
+                key="split_half")
 
 
 def body(ctx: state.Context) -> None:
@@ -35,6 +48,7 @@ def body(ctx: state.Context) -> None:
     with right:
         views.chart(figures.layer_summary(table, ctx.metric, ctx.layer), key="by_layer")
     st.dataframe(table, hide_index=True, key="layer_table")
+    split_half(ctx)
     views.provenance(result)
 
 

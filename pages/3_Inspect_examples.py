@@ -3,7 +3,7 @@
 import streamlit as st
 
 from steering import figures
-from ui import examples, page, runs, state, views
+from ui import diagnostics, examples, page, runs, state, views
 
 
 def detail(ctx: state.Context, result, example_id: str) -> None:
@@ -11,6 +11,7 @@ def detail(ctx: state.Context, result, example_id: str) -> None:
     verdict = ":red[anti-steerable]" if row.anti_steerable else ":blue[steerable]"
     st.subheader(f"{example_id}: slope {row.slope:.3g} ({verdict})")
     st.caption(f"Positive (behaviour-matching) answer {row.positive.strip()}, negative {row.negative.strip()}.")
+    diagnostics.example_panel(ctx, example_id)
     st.markdown(views.tokens_html(examples.tokens(ctx, row)), unsafe_allow_html=True)
     left, right = st.columns(2)
     with left:

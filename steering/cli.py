@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--multi-option", default="pair", choices=("pair", "keep"),
                    help="items with 3+ options: A/B pair of the named options (default), or keep all options")
     s.add_argument("--reference", action="store_true", help="use the slow full-forward reference path")
+    s.add_argument("--null", type=int, default=0, metavar="K",
+                   help="K random and K label-shuffled null vectors per layer (0: none; the dashboard uses 8)")
+    s.add_argument("--swap", action="store_true", help="A/B-swap counterfactual: each test item with its options exchanged")
+    s.add_argument("--predictors", action="store_true", help="per-example predictors of steerability")
+    s.add_argument("--split-half", action="store_true", help="split-half stability of the vector")
     s.add_argument("--device", default=None)
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     s.add_argument("--trust-remote-code", action="store_true")
@@ -136,6 +141,7 @@ def _sweep(args) -> int:
 
     ds = load_dataset(args.dataset, args.data_dir, multi_option=args.multi_option)
     train_ex, test_ex = split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
+    SweepConfig(multipliers=multipliers, metric=args.metric, null=args.null, swap=args.swap).validate()
     precheck_sweep(args.model, ds.name, args.layers, args.seed, args.device, args.n_train, args.n_test, args.out,
                    train_ex + test_ex)
     with contextlib.redirect_stderr(io.StringIO()):  # no de-quantising progress bars ahead of a one-line error
@@ -146,7 +152,8 @@ def _sweep(args) -> int:
                       multipliers=multipliers, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                       train_variant=args.train_variant, test_variant=args.test_variant,
                       aggregator=args.aggregator, rescale=not args.no_rescale, metric=args.metric,
-                      position=args.position, balance_train=args.balance_train, reference=args.reference)
+                      position=args.position, balance_train=args.balance_train, reference=args.reference,
+                      null=args.null, swap=args.swap, predictors=args.predictors, split_half=args.split_half)
     bar = Bar()
     try:
         result = run_sweep(cfg, lm=lm, out=args.out, progress=bar, dataset=ds)
@@ -162,6 +169,10 @@ def _sweep(args) -> int:
     for r in table.itertuples():
         print(f"{r.layer:>5} {r.mean_slope:>11.3f} {r.median_slope:>8.3f} {r.frac_anti:>15.1%}  "
               f"[{r.frac_anti_lo:.1%}, {r.frac_anti_hi:.1%}]")
+    if "diagnostics" in result.manifest:
+        from .diagnostics import summary_lines
+
+        print("\n".join(summary_lines(result.manifest["diagnostics"])))
     print(f"run directory: {result.run_dir}")
     return 0
 

@@ -26,6 +26,9 @@ DEFAULT_VARIANT = "BASE"
 CHOICES = {"aggregator": AGGREGATORS, "metric": METRICS, "position": POSITION_MODES, "variant": VARIANTS}
 
 
+DIAGNOSTIC_DEFAULTS = {"null": 0, "swap": False, "predictors": False, "split_half": False}
+
+
 class SweepError(ValueError):
     """Bad sweep settings; the message says what would be valid."""
 
@@ -49,6 +52,15 @@ class SweepConfig:
     system: str = DEFAULT_SYSTEM
     balance_train: bool = False  # equal positive-is-A and positive-is-B training items
     reference: bool = False  # force the reference path (same numbers, much slower)
+    # Diagnostics (steering.diagnostics); part of the key only when asked for, so older keys stay valid.
+    null: int = 0  # K random and K label-shuffled null vectors
+    swap: bool = False  # A/B-swap counterfactual
+    predictors: bool = False  # per-example predictors and directional agreement
+    split_half: bool = False  # split-half stability of the vector
+
+    @property
+    def diagnostics(self) -> bool:
+        return bool(self.null or self.swap or self.predictors or self.split_half)
 
     def validate(self, n_layers: int | None = None) -> None:
         if self.train_variant not in VARIANTS or self.test_variant not in VARIANTS:
@@ -60,6 +72,10 @@ class SweepConfig:
         if self.position not in POSITION_MODES:
             raise SweepError(f"unknown position mode '{self.position}': choose one of {', '.join(POSITION_MODES)}")
         check_multipliers(self.multipliers)
+        if self.null < 0 or self.null == 1:
+            raise SweepError(f"--null {self.null}: use 0 (no null baselines) or at least 2 null vectors of each kind")
+        if self.swap and self.metric == "answer_text":
+            raise SweepError("--swap needs letters to swap: the answer_text metric shows no (A)/(B) choices")
         if self.n_train < 1 or self.n_test < 1:
             raise SweepError("n_train and n_test must be at least 1")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
@@ -75,6 +91,9 @@ def settings_of(cfg: SweepConfig, ds, layers: list[int]) -> dict:
     s = asdict(cfg)
     s.pop("reference")  # both paths give the same numbers (tested)
     s.pop("data_dir")
+    for name, default in DIAGNOSTIC_DEFAULTS.items():  # absent when not asked for: old keys unchanged
+        if s[name] == default:
+            s.pop(name)
     s.update(layers=layers, dataset_name=ds.name, dataset_sha256=ds.sha256)
     return s
 

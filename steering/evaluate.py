@@ -14,7 +14,7 @@ import torch
 from .hooks import capture, steer, steer_start
 from .models import LoadedModel
 from .prompts import EncodedPair
-from .scoring import METRIC_UNITS, METRICS, combine_scores, pad_rows  # noqa: F401 - re-exported
+from .scoring import METRIC_UNITS, METRICS, combine_scores, mean_per_token, pad_rows  # noqa: F401 - re-exported
 
 Progress = Callable[[int, int], None]
 
@@ -27,7 +27,7 @@ def _sequences(lm: LoadedModel, pair: EncodedPair) -> tuple[torch.Tensor, torch.
 
 
 def completion_score(logits: torch.Tensor, prompt_len: int, completion: Sequence[int], metric: str) -> torch.Tensor:
-    """Sum over completion tokens of the raw logit (or log-prob) the model gave each.
+    """Sum over completion tokens of the raw logit (or log-prob) the model gave each (mean for answer_text).
 
     logits: [seq, vocab] of one sequence; token ``completion[j]`` sits at
     position ``prompt_len + j`` and is predicted at the position before it.
@@ -35,7 +35,8 @@ def completion_score(logits: torch.Tensor, prompt_len: int, completion: Sequence
     rows = logits[prompt_len - 1 : prompt_len - 1 + len(completion)].float()
     if metric != "logit_diff":
         rows = torch.log_softmax(rows, dim=-1)
-    return rows[torch.arange(len(completion)), torch.tensor(completion)].sum()
+    picked = rows[torch.arange(len(completion)), torch.tensor(completion)]
+    return picked.mean() if mean_per_token(metric) else picked.sum()
 
 
 @torch.no_grad()

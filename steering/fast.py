@@ -37,7 +37,7 @@ from torch import nn
 from .hooks import capture
 from .models import LoadedModel
 from .prompts import EncodedPair
-from .scoring import combine_scores, pad_rows
+from .scoring import combine_scores, mean_per_token, pad_rows
 
 Progress = Callable[[int, int], None]
 FAST_MODES = ("answer", "generated")
@@ -185,6 +185,8 @@ def _propensity(batch: PromptBatch, sel: torch.Tensor, logz: torch.Tensor | None
     scores = sel if metric == "logit_diff" else sel - logz
     scores = scores.view(B, -1, 2, S) * batch.target_valid.view(B, 1, 2, S)
     summed = scores.sum(-1)  # [B, R, 2]
+    if mean_per_token(metric):
+        summed = summed / batch.target_valid.view(B, 1, 2, S).sum(-1).clamp_min(1)
     return combine_scores(summed[..., 0], summed[..., 1], metric)
 
 

@@ -25,7 +25,7 @@ ANTI_FILL = "rgba(214, 39, 40, 0.12)"
 BAND_FILL = "rgba(31, 119, 180, 0.22)"
 
 _SHORT_UNITS = {"logit_diff": "logit difference", "logprob_diff": "log-probability difference",
-                "prob": "P(positive)"}
+                "prob": "P(positive)", "answer_text": "mean token log-prob difference"}
 
 
 def propensity_unit(metric: str = "logit_diff") -> str:

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import torch
 
-METRICS = ("logit_diff", "logprob_diff", "prob")
+METRICS = ("logit_diff", "logprob_diff", "prob", "answer_text")
 METRIC_UNITS = {
     "logit_diff": "logit difference (positive - negative)",
     "logprob_diff": "log-probability difference (positive - negative)",
     "prob": "P(positive), normalised over the two answers",
+    # Letter-free: the prompt without its Choices block, completions are the option texts.
+    "answer_text": "mean per-token log-probability difference of the option texts (positive - negative)",
 }
+
+
+def mean_per_token(metric: str) -> bool:
+    """Metrics that average (not sum) the completion's token log-probs, so long and short texts compare."""
+    return metric == "answer_text"
+
 
 
 def combine_scores(pos: torch.Tensor, neg: torch.Tensor, metric: str) -> torch.Tensor:
     """Propensity from summed completion scores (raw logits, or log-probs for the other metrics)."""
-    if metric == "logit_diff" or metric == "logprob_diff":
+    if metric in ("logit_diff", "logprob_diff", "answer_text"):
         return pos - neg
     if metric == "prob":
         return torch.sigmoid(pos - neg)

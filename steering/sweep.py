@@ -21,8 +21,9 @@ from . import evaluate, fast
 from .config import SweepConfig, SweepError, settings_of
 from .datasets import Dataset, Example, load_dataset, split_dataset
 from .models import LoadedModel, load_model
-from .prompts import EncodedPair, encode_example
+from .prompts import EncodedPair
 from .results import SweepResult, load_run, pairs_frame, result_frames
+from .swap import encode_for_metric
 from .store import Partial, RunWriter, find_run, settings_key
 from .validate import check_prompt_lengths
 from .vectors import VectorMeta, aggregate, load_vectors, save_vectors
@@ -31,10 +32,11 @@ from .vectors import VectorMeta, aggregate, load_vectors, save_vectors
 PhaseProgress = Callable[[str, int, int], None]
 
 
-def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str,
-               system: str) -> list[EncodedPair]:
+def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str, system: str,
+               metric: str = "logit_diff") -> list[EncodedPair]:
+    """Tokenised pairs; training always reads A/B letters, a test split may use the answer-text form."""
     try:
-        pairs = [encode_example(lm.tokenizer, e, variant, ds_name, system) for e in examples]
+        pairs = [encode_for_metric(lm.tokenizer, e, variant, ds_name, system, metric) for e in examples]
         check_prompt_lengths(lm, examples, pairs)  # before any forward pass: a huge item would exhaust memory
         return pairs
     except ValueError as e:
@@ -51,8 +53,10 @@ def _phase(progress: PhaseProgress | None, phase: str) -> Callable[[int, int], N
 
 
 def train_vectors(lm: LoadedModel, pairs: Sequence[EncodedPair], cfg: SweepConfig,
-                  progress: PhaseProgress | None = None) -> dict[int, torch.Tensor]:
-    """Vectors for every layer from one pass per training prompt (or two full passes on the reference path)."""
+                  progress: PhaseProgress | None = None, keep: dict | None = None) -> dict[int, torch.Tensor]:
+    """Vectors for every layer from one pass per training prompt (or two full passes on the reference path).
+
+    ``keep`` receives the training activations ("diffs": (pos, neg)) for the diagnostics."""
     step = _phase(progress, "train")
     if use_fast(lm, cfg):
         cache = fast.build_cache(lm, pairs, mode="answer", progress=step)
@@ -60,6 +64,8 @@ def train_vectors(lm: LoadedModel, pairs: Sequence[EncodedPair], cfg: SweepConfi
         del cache
     else:
         pos, neg = evaluate.reference_differences(lm, pairs, progress=step)
+    if keep is not None:
+        keep["diffs"] = (pos, neg)
     stacked = aggregate(pos, neg, cfg.aggregator, cfg.rescale)
     return {l: stacked[l].to(lm.device, lm.dtype) for l in range(lm.n_layers)}
 
@@ -115,7 +121,8 @@ def vector_store_path(out: str | Path, key: str) -> Path:
 
 def trained_vectors(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Sequence[Example],
                     train_pairs: Sequence[EncodedPair], out: str | Path | None,
-                    progress: PhaseProgress | None = None) -> tuple[dict[int, torch.Tensor], bool]:
+                    progress: PhaseProgress | None = None, keep: dict | None = None
+                    ) -> tuple[dict[int, torch.Tensor], bool]:
     """Vectors for every layer, read from the vector store when these training settings were trained before.
 
     Returns (vectors, reused). ``out=None`` skips the store (workers that must not write).
@@ -128,7 +135,7 @@ def trained_vectors(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Se
                 return {l: v.to(lm.device, lm.dtype) for l, v in stored.items()}, True
         except Exception:  # noqa: BLE001 - a damaged cache entry is retrained and overwritten
             pass
-    vectors = train_vectors(lm, train_pairs, cfg, progress)
+    vectors = train_vectors(lm, train_pairs, cfg, progress, keep)
     if path is not None:
         save_vectors(path, vectors, vector_meta(lm, ds, cfg, train_ex, list(range(lm.n_layers))))
     return vectors, False
@@ -162,10 +169,12 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
     key = settings_key(settings)
     train_ex, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
     train_pairs = encode_all(lm, train_ex, cfg.train_variant, ds.name, cfg.system)
-    test_pairs = encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system)
+    test_pairs = encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system, cfg.metric)
     started = time.time()
     partial = Partial(out, settings) if out is not None else None  # what an interrupted run already finished
-    reused = False
+    reused, keep = False, {}
+    if cfg.diagnostics and caches is None:
+        caches = fast.CacheStore()  # the diagnostics reuse the test prompt states
     vectors = None
     if partial is not None and partial.vectors_path.exists():
         try:
@@ -173,18 +182,27 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
         except Exception:  # noqa: BLE001 - damaged partial vectors are trained again
             partial.clear()
     if vectors is None or sorted(vectors) != sorted(layers):
-        all_vectors, reused = trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress)
+        all_vectors, reused = trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress, keep)
         vectors = {l: all_vectors[l] for l in layers}
         if partial is not None:
             partial.dir.mkdir(parents=True, exist_ok=True)
             save_vectors(partial.vectors_path, vectors, VectorMeta(model=lm.name, layers=layers))
             partial.checkpoint()
     props = evaluate_grid(lm, test_pairs, vectors, layers, cfg, progress, caches, key, partial)
-    elapsed = time.time() - started
-
     prop_df, steer_df = result_frames(cfg, ds.name, lm.name, test_ex, test_pairs, layers, props)
     frames = {"propensities.parquet": prop_df, "steerability.parquet": steer_df,
               "train.parquet": pairs_frame(train_ex, train_pairs), "test.parquet": pairs_frame(test_ex, test_pairs)}
+    diag = None
+    if cfg.diagnostics:
+        from . import diagnostics  # an analysis above the run; imported only when asked for
+
+        diag = diagnostics.compute(lm, cfg, ds.name, layers, vectors, props, test_ex, test_pairs, train_pairs,
+                                   keep.get("diffs"), caches.get(key) if use_fast(lm, cfg) else None,
+                                   use_fast(lm, cfg), progress, diagnostics.Stages(partial.dir if partial else None))
+        for name, values in diag.columns.items():
+            steer_df[name] = values
+        frames.update(diag.frames)
+    elapsed = time.time() - started
     manifest = {
         "settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
         "path": "fast" if use_fast(lm, cfg) else "reference",
@@ -197,6 +215,8 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
         "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
         "vectors_reused": reused, "train_key": train_key(cfg, ds, lm.name),
     }
+    if diag is not None:
+        manifest["diagnostics"] = diag.summary
     return RunOutputs(settings, cfg, frames, vectors, vector_meta(lm, ds, cfg, train_ex, layers), manifest)
 
 

@@ -194,6 +194,15 @@ def test_walk_every_page(page, server, tmp_path):
     _no_exception(page)
     shots.take(page, "07_live")
 
+    _go(page, "Diagnostics")
+    page.get_by_role("button", name=re.compile(r"Compute diagnostics for layer \d+")).click()
+    page.get_by_text("Letter-free anti-steerable").wait_for()
+    page.locator(".js-plotly-plot").nth(4).wait_for()  # null band, swap, three predictor scatters
+    _idle(page)
+    _no_exception(page)
+    assert "letter-driven" in page.inner_text("body").lower()
+    shots.take(page, "09_diagnostics")
+
     _go(page, "Export")
     page.get_by_text("Reproduce with the backend").wait_for()
     page.get_by_role("button", name="Steerability (CSV)").wait_for()
