@@ -43,8 +43,8 @@ def main() -> int:
     ap.add_argument("--n-train", type=int, default=100)
     ap.add_argument("--n-test", type=int, default=50)
     ap.add_argument("--null", type=int, default=8)
-    ap.add_argument("--data-dir", default=os.environ.get("STEERING_SHARED_DATASETS",
-                                                        str(Path(__file__).resolve().parents[2] / "shared" / "datasets")))
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    ap.add_argument("--data-dir", default=os.environ.get("STEERING_SHARED_DATASETS", str(shared)))
     args = ap.parse_args()
     if not Path(args.data_dir).is_dir():
         print(f"skipped: shared datasets not found at {args.data_dir}")
@@ -67,8 +67,8 @@ def main() -> int:
           f"shared grid {same:.1e}")
 
     # Null cells: fast (cached states) vs reference (full forward) on a sample.
-    from steering.swap import encode_for_metric
     from steering.datasets import split_dataset
+    from steering.swap import encode_for_metric
 
     _, test = split_dataset(ds, args.n_train, args.n_test, 0)
     pairs = [encode_for_metric(lm.tokenizer, e, "BASE", ds.name) for e in test[:3]]

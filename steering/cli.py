@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", action="store_true", help="use the slow full-forward reference path")
     s.add_argument("--null", type=int, default=0, metavar="K",
                    help="K random and K label-shuffled null vectors per layer (0: none; the dashboard uses 8)")
-    s.add_argument("--swap", action="store_true", help="A/B-swap counterfactual: each test item with its options exchanged")
+    s.add_argument("--swap", action="store_true", help="A/B swap: each test item with its options exchanged")
     s.add_argument("--predictors", action="store_true", help="per-example predictors of steerability")
     s.add_argument("--split-half", action="store_true", help="split-half stability of the vector")
     s.add_argument("--device", default=None)

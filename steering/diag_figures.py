@@ -54,7 +54,7 @@ def swap_scatter(steer: pd.DataFrame, metric: str, layer: int) -> go.Figure:
     fig.add_vline(x=0, line_color=BASE, line_width=1)
     fig.update_xaxes(range=[-lim, lim])
     fig.update_yaxes(range=[-lim, lim])
-    return _layout(fig, f"Layer {layer}: A/B swap (shaded: the swap flips the sign)", f"slope as given",
+    return _layout(fig, f"Layer {layer}: A/B swap (shaded: the swap flips the sign)", "slope as given",
                    f"slope with options swapped ({slope_label(metric).split('(', 1)[1].rstrip(')')})", height=420)
 
 

@@ -23,8 +23,8 @@ from .datasets import Dataset, Example, load_dataset, split_dataset
 from .models import LoadedModel, load_model
 from .prompts import EncodedPair
 from .results import SweepResult, load_run, pairs_frame, result_frames
-from .swap import encode_for_metric
 from .store import Partial, RunWriter, find_run, settings_key
+from .swap import encode_for_metric
 from .validate import check_prompt_lengths
 from .vectors import VectorMeta, aggregate, load_vectors, save_vectors
 

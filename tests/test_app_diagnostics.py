@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from test_app import app_env, assert_clean, charts, computed_app, metrics, new_app, texts  # noqa: F401 - fixture
 
 PAGE = "pages/6_Diagnostics.py"
