@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
-from .metrics import _ranks, anti_steerable
+from .metrics import anti_steerable
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile: the per-item null band is mean +- Z95 * std
 
@@ -58,7 +59,7 @@ def spearman_rho(x, y) -> float:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3:
         return float("nan")
-    rx, ry = _ranks(x[ok][None, :])[0], _ranks(y[ok][None, :])[0]
+    rx, ry = rankdata(x[ok]), rankdata(y[ok])
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denom = np.sqrt((rx**2).sum() * (ry**2).sum())
     return float(rx @ ry / denom) if denom > 0 else float("nan")
