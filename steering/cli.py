@@ -14,6 +14,7 @@ from .models import DEFAULT_MODEL, ModelError, list_models, load_model
 from .config import (CHOICES, DEFAULT_AGGREGATOR, DEFAULT_METRIC, DEFAULT_MULTIPLIERS, DEFAULT_N_TEST, DEFAULT_N_TRAIN,
                      DEFAULT_POSITION, DEFAULT_VARIANT, SweepConfig, SweepError, parse_layers, parse_multipliers)
 from .sweep import run_sweep
+from . import side_cli
 
 
 class Bar:
@@ -66,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     s.add_argument("--trust-remote-code", action="store_true")
     s.add_argument("--out", default="results")
+    side_cli.add_sweep_options(s)
+    side_cli.add_entanglement(sub)
     d = sub.add_parser("datasets", help="list datasets found in a directory and the bundled ones")
     d.add_argument("--data-dir", default=None)
     sub.add_parser("models", help="list the model registry")
@@ -75,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
 def _sweep(args) -> int:
     # Validate cheap things before loading a model.
     multipliers = parse_multipliers(args.multipliers)
+    if args.side_effects:
+        side_cli.side_config(args)  # bad side-effect options fail before the model loads
+        if 0 not in multipliers:
+            raise SweepError("--side-effects measures gains against multiplier 0: include 0 in --multipliers")
     from .datasets import load_dataset, split_dataset
 
     ds = load_dataset(args.dataset, args.data_dir)
@@ -102,6 +109,8 @@ def _sweep(args) -> int:
         print(f"{r.layer:>5} {r.mean_slope:>11.3f} {r.median_slope:>8.3f} {r.frac_anti:>15.1%}  "
               f"[{r.frac_anti_lo:.1%}, {r.frac_anti_hi:.1%}]")
     print(f"run directory: {result.run_dir}")
+    if args.side_effects:
+        side_cli.report(args, lm, result, ds, Bar())
     return 0
 
 
@@ -110,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "entanglement":
+            return side_cli.entanglement_main(args, Bar())
         if args.command == "datasets":
             for info in list_datasets(args.data_dir):
                 print(f"{info.name:<55} {info.kind:<10} {info.n_items:>6}  {info.group}  {info.path}")
@@ -118,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m['name']:<14} {'installed' if m['installed'] else 'not installed':<14} {m['description']}"
                   f"{'' if m['installed'] else '  (' + m['install'] + ')'}")
         return 0
-    except (DatasetError, ModelError, SweepError) as e:
+    except (DatasetError, ModelError, SweepError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
