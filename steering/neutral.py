@@ -9,9 +9,10 @@ Fast path (``neutral_grid``), per batch of texts:
    ``pbar`` = E_p[W_v] (the expected unembedding row, [d]).
 2. For layer l, the recorded layer-l states plus ``m * v_l`` for R multipliers are
    stacked as R replicas in one batch, and only blocks l+1.. run.
-3. KL(p || q) = sum_v p (log p - log q) = plogp - pbar . h_q + logsumexp(W h_q), exact
-   because the logits are linear in the final hidden state h_q; so the unsteered
-   distribution never has to be kept over the whole vocabulary.
+3. KL(p || q) = sum_v p (log p - log q) = pbar . (h_p - h_q) + logZ_q - logZ_p, exact
+   because the logits are linear in the final hidden state (h_p unsteered, h_q steered);
+   so the unsteered distribution never has to be kept over the whole vocabulary. The
+   difference form avoids cancelling large terms in float32.
 
 Reference (``reference_neutral``): one full forward pass per text per cell with a hook.
 Shapes: B texts, T tokens (right-padded), R replicas, L layers, d hidden, V vocabulary.
@@ -128,9 +129,9 @@ class _TextBatch:
     ids: torch.Tensor  # [B, T]
     mask: torch.Tensor  # [B, T] 1 for real tokens
     hidden: torch.Tensor  # [L, B, T, d] unsteered block outputs
-    plogp: torch.Tensor  # [B, T] sum_v p log p
+    final: torch.Tensor  # [B, T, d] unsteered final hidden states h_p
+    logz: torch.Tensor  # [B, T] unsteered log-partition logZ_p
     pbar: torch.Tensor  # [B, T, d] E_p[W_v]
-    pbias: torch.Tensor  # [B, T] E_p[bias_v] (0 without a bias)
     base_nll: float
     n_nll: int
 
@@ -149,18 +150,14 @@ def _encode(lm: LoadedModel, rows: list[list[int]]) -> _TextBatch:
         out = lm.base(input_ids=ids, attention_mask=mask)
     h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
     B, T, d = h.shape
-    plogp = torch.empty(B, T, device=h.device)
+    logz = torch.empty(B, T, device=h.device)
     pbar = torch.empty(B, T, d, device=h.device, dtype=torch.float32)
-    pbias = torch.zeros(B, T, device=h.device)
     flat = h.reshape(B * T, d)
     for s in range(0, B * T, HEAD_CHUNK):
-        logp = torch.log_softmax(_logits(weight, bias, flat[s : s + HEAD_CHUNK]), -1)
-        p = logp.exp()
-        plogp.view(-1)[s : s + HEAD_CHUNK] = (p * logp).sum(-1)
-        pbar.view(-1, d)[s : s + HEAD_CHUNK] = p @ weight.float()
-        if bias is not None:
-            pbias.view(-1)[s : s + HEAD_CHUNK] = p @ bias.float()
-    batch = _TextBatch(ids, mask, torch.stack(hs), plogp, pbar, pbias, 0.0, 0)
+        logits = _logits(weight, bias, flat[s : s + HEAD_CHUNK])
+        logz.view(-1)[s : s + HEAD_CHUNK] = torch.logsumexp(logits, -1)
+        pbar.view(-1, d)[s : s + HEAD_CHUNK] = torch.softmax(logits, -1) @ weight.float()
+    batch = _TextBatch(ids, mask, torch.stack(hs), h, logz, pbar, 0.0, 0)
     nll, n = _nll(lm, batch, h.unsqueeze(0))
     batch.base_nll, batch.n_nll = float(nll[0]), n
     return batch
@@ -189,8 +186,9 @@ def _kl(lm: LoadedModel, batch: _TextBatch, h: torch.Tensor) -> torch.Tensor:
     weight, bias = _head(lm)
     R, B, T, d = h.shape
     logz = _logz(weight, bias, h.reshape(-1, d)).view(R, B, T)
-    cross = (h.float() * batch.pbar.unsqueeze(0)).sum(-1) + batch.pbias.unsqueeze(0)  # E_p[z_q]
-    kl = (batch.plogp.unsqueeze(0) - cross + logz).clamp(min=0) * batch.mask.unsqueeze(0)
+    # E_p[z_p - z_q] (bias terms cancel), in float64: a small difference of large hidden states.
+    shift = ((batch.final.unsqueeze(0) - h).double() * batch.pbar.double().unsqueeze(0)).sum(-1)
+    kl = (shift + (logz - batch.logz.unsqueeze(0)).double()).clamp(min=0) * batch.mask.unsqueeze(0)
     return kl.sum((1, 2))
 
 

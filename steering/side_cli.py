@@ -29,6 +29,11 @@ def side_config(args) -> SideEffectsConfig:
     se = SideEffectsConfig(text=args.text, mc=args.mc, n_texts=args.n_texts, text_tokens=args.text_tokens,
                            n_mc=args.n_mc, kl_budget=args.kl_budget)
     se.validate()
+    from .neutral import read_texts
+    from .side_effects import mc_dataset
+
+    read_texts(se.text)  # a missing or empty file fails here, before any model work
+    mc_dataset(se.mc, getattr(args, "data_dir", None))
     return se
 
 
