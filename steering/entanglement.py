@@ -29,14 +29,20 @@ PhaseProgress = Callable[[str, int, int], None]
 
 def shift_matrix(lm: LoadedModel, vectors: Sequence, pair_sets: Sequence[Sequence], layer: int,
                  multiplier: float, cfg: SweepConfig) -> np.ndarray:
-    """shift[x, y]: mean propensity change of set y's items under vector x at ``multiplier``."""
-    from .sweep import evaluate_grid
+    """shift[x, y]: mean propensity change of set y's items under vector x at ``multiplier``.
 
-    n = len(vectors)
-    out = np.zeros((n, len(pair_sets)))
-    for x in range(n):
-        for y, pairs in enumerate(pair_sets):
-            p = evaluate_grid(lm, pairs, {layer: vectors[x]}, [layer], replace(cfg, multipliers=[0.0, multiplier]))
+    On the fast path each set's prompts are encoded once and serve every vector.
+    """
+    from . import fast
+    from .sweep import evaluate_grid, use_fast
+
+    cfg = replace(cfg, multipliers=[0.0, multiplier])
+    out = np.zeros((len(vectors), len(pair_sets)))
+    for y, pairs in enumerate(pair_sets):
+        cache = fast.build_cache(lm, pairs, cfg.position, cfg.metric) if use_fast(lm, cfg) else None
+        for x, v in enumerate(vectors):
+            p = fast.grid(lm, cache, {layer: v}, [layer], cfg.multipliers) if cache is not None \
+                else evaluate_grid(lm, pairs, {layer: v}, [layer], cfg)
             out[x, y] = float((p[:, 0, 1] - p[:, 0, 0]).mean())
     return out
 
@@ -72,7 +78,9 @@ def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: Swe
     loaded = [load_dataset(d, base.data_dir) for d in datasets]
     key = settings_key({"model": lm.name, "layer": layer, "multiplier": multiplier,
                         "datasets": [d.sha256 for d in loaded], "n_train": base.n_train, "n_test": base.n_test,
-                        "seed": base.seed, "aggregator": base.aggregator, "variant": base.test_variant})
+                        "seed": base.seed, "aggregator": base.aggregator, "variant": base.test_variant,
+                        "train_variant": base.train_variant, "metric": base.metric, "position": base.position,
+                        "rescale": base.rescale, "balance_train": base.balance_train, "system": base.system})
     path = Path(out) / "entanglement" / f"{key}.parquet"
     if path.exists():
         return pd.read_parquet(path)
