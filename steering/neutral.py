@@ -158,16 +158,14 @@ def _encode(lm: LoadedModel, rows: list[list[int]]) -> _TextBatch:
         logz.view(-1)[s : s + HEAD_CHUNK] = torch.logsumexp(logits, -1)
         pbar.view(-1, d)[s : s + HEAD_CHUNK] = torch.softmax(logits, -1) @ weight.float()
     batch = _TextBatch(ids, mask, torch.stack(hs), h, logz, pbar, 0.0, 0)
-    nll, n = _nll(lm, batch, h.unsqueeze(0))
+    nll, n = _nll(lm, batch, h.unsqueeze(0), logz.unsqueeze(0))
     batch.base_nll, batch.n_nll = float(nll[0]), n
     return batch
 
 
-def _nll(lm: LoadedModel, batch: _TextBatch, h: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Summed next-token NLL per replica [R] from final hidden states h [R, B, T, d]."""
+def _nll(lm: LoadedModel, batch: _TextBatch, h: torch.Tensor, logz: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed next-token NLL per replica [R] from final hidden states h [R, B, T, d] and their logZ [R, B, T]."""
     weight, bias = _head(lm)
-    R, B, T, d = h.shape
-    logz = _logz(weight, bias, h.reshape(-1, d)).view(R, B, T)
     target = batch.ids[:, 1:]
     sel = (h[:, :, :-1] * weight[target].unsqueeze(0)).sum(-1).float()
     if bias is not None:
@@ -181,11 +179,8 @@ def _logz(weight, bias, flat: torch.Tensor) -> torch.Tensor:
                       for s in range(0, flat.shape[0], HEAD_CHUNK)])
 
 
-def _kl(lm: LoadedModel, batch: _TextBatch, h: torch.Tensor) -> torch.Tensor:
-    """Summed KL(unsteered || steered) over real positions, per replica [R], from h [R, B, T, d]."""
-    weight, bias = _head(lm)
-    R, B, T, d = h.shape
-    logz = _logz(weight, bias, h.reshape(-1, d)).view(R, B, T)
+def _kl(batch: _TextBatch, h: torch.Tensor, logz: torch.Tensor) -> torch.Tensor:
+    """Summed KL(unsteered || steered) over real positions, per replica [R], from h [R, B, T, d] and logZ."""
     # E_p[z_p - z_q] (bias terms cancel), in float64: a small difference of large hidden states.
     shift = ((batch.final.unsqueeze(0) - h).double() * batch.pbar.double().unsqueeze(0)).sum(-1)
     kl = (shift + (logz - batch.logz.unsqueeze(0)).double()).clamp(min=0) * batch.mask.unsqueeze(0)
@@ -205,7 +200,9 @@ def _steered(lm: LoadedModel, batch: _TextBatch, layer: int, vector: torch.Tenso
     with lm.lock:
         out = view(inputs_embeds=x, attention_mask=batch.mask.repeat(R, 1))
     h = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]).view(R, B, T, d)
-    return _kl(lm, batch, h), _nll(lm, batch, h)[0]
+    weight, bias = _head(lm)
+    logz = _logz(weight, bias, h.reshape(-1, d)).view(R, B, T)  # the one vocabulary projection per pass
+    return _kl(batch, h, logz), _nll(lm, batch, h, logz)[0]
 
 
 def neutral_grid(lm: LoadedModel, rows: Sequence[list[int]], vectors: dict[int, torch.Tensor],

@@ -35,7 +35,7 @@ COLUMNS = ("layer", "multiplier", "kl", "ppl", "ppl_ratio", "mc_accuracy", "mc_p
 class SideEffectsConfig:
     text: str | None = None  # neutral text file (.txt paragraphs or .jsonl {"text"}); None: the bundled set
     mc: str | None = None  # multiple-choice file or dataset name; None: TruthfulQA mc1 if found, else bundled
-    n_texts: int = 6  # a subset of the bundled set keeps a 30-layer sweep affordable on a CPU
+    n_texts: int = 4  # a subset of the bundled set keeps a 30-layer sweep affordable on a 2-core CPU
     text_tokens: int = 64  # each text cut to this many tokens
     n_mc: int = 40
     val_frac: float = 0.25  # the last part of the training split, used to choose the recommendation
