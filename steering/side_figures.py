@@ -21,6 +21,7 @@ def cell_heatmap(df: pd.DataFrame, column: str, title: str, unit: str, selected:
         fig.add_hline(y=selected, line=dict(color="white", width=1, dash="dot"))
     _layout(fig, title, "multiplier", "layer", height=420)
     fig.update_xaxes(type="category")
+    fig.update_yaxes(dtick=1 if len(m) <= 12 else 2)  # whole layers only
     return fig
 
 
@@ -67,6 +68,8 @@ def tradeoff(df: pd.DataFrame, rec: dict | None, cost: str = "kl", gain: str = "
     which = "validation" if gain.startswith("val") else "test"
     _layout(fig, "Trade-off: behaviour gain against side effects", label,
             f"mean propensity shift on {which} items ({propensity_unit(metric)})", height=460)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),
+                      margin=dict(b=60))
     return fig
 
 
