@@ -59,6 +59,7 @@ PAGES = {
     "pages/4_Live_steering.py": ("Live steering", ":material/tune:"),
     "pages/5_Export.py": ("Export", ":material/download:"),
     "pages/6_Diagnostics.py": ("Diagnostics", ":material/troubleshoot:"),
+    "pages/8_Side_effects.py": ("Side effects", ":material/warning:"),
 }
 ICONS = {path: icon for path, (_, icon) in PAGES.items()}
 LINKS = [("pages/1_Steerability.py", "Steerability distribution"), ("pages/2_Layer_sweep.py", "Layer sweep"),

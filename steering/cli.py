@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+from . import side_cli
 from .config import (
     CHOICES,
     DEFAULT_AGGREGATOR,
@@ -99,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     s.add_argument("--trust-remote-code", action="store_true")
     s.add_argument("--out", default="results")
+    side_cli.add_sweep_options(s)
+    side_cli.add_entanglement(sub)
     d = sub.add_parser("datasets", help="list datasets found in a directory and the bundled ones")
     d.add_argument("--data-dir", default=None)
     sub.add_parser("models", help="list the model registry")
@@ -137,6 +140,10 @@ def _sweep(args) -> int:
     # Validate cheap things before loading a model.
     multipliers = parse_multipliers(args.multipliers)
     check_seed(args.seed)
+    if args.side_effects:
+        side_cli.side_config(args)  # bad side-effect options fail before the model loads
+        if 0 not in multipliers:
+            raise SweepError("--side-effects measures gains against multiplier 0: include 0 in --multipliers")
     from .datasets import load_dataset, split_dataset
 
     ds = load_dataset(args.dataset, args.data_dir, multi_option=args.multi_option)
@@ -174,6 +181,8 @@ def _sweep(args) -> int:
 
         print("\n".join(summary_lines(result.manifest["diagnostics"])))
     print(f"run directory: {result.run_dir}")
+    if args.side_effects:
+        side_cli.report(args, lm, result, ds, Bar())
     return 0
 
 
@@ -218,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "entanglement":
+            return side_cli.entanglement_main(args, Bar())
         if args.command == "datasets":
             return _datasets(args)
         if args.command in ("export", "import", "fetch"):
@@ -225,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return ecosystem_cli.run(args)
         return _models()
-    except (DatasetError, ModelError, SweepError, ValidationError, NonFiniteError) as e:
+    except (DatasetError, ModelError, SweepError, ValidationError, NonFiniteError, ValueError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except OSError as e:

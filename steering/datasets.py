@@ -52,6 +52,7 @@ __all__ = [
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data"
 _SOURCE_REGISTRY = BUNDLED_DIR / "sources.json"
+NOT_CONCEPTS = ("mc", "neutral")  # side-effect data (capability set, neutral text), not concepts to steer
 DEFAULT_DATASET = "corrigibility-demo"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # uploads are parsed in memory; bound them
 EXTENSIONS = (".jsonl", ".json", ".csv")
@@ -459,6 +460,8 @@ def _candidates(root: Path) -> Iterator[tuple[str, Path]]:
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).parts
         if any(p.startswith(".") for p in rel) or path.suffix.lower() not in EXTENSIONS or not path.is_file():
+            continue
+        if root == BUNDLED_DIR and rel[0] in NOT_CONCEPTS:
             continue
         pair = _caa_pair(path)
         if pair and path == pair[1]:

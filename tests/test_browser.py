@@ -191,6 +191,7 @@ def test_walk_every_page(page, server, tmp_path):
     page.get_by_role("button", name="Generate").click()
     _idle(page)
     page.get_by_text("Steered (layer").wait_for()
+    page.get_by_text("distinct-2").first.wait_for()  # coherence beside each generation
     _no_exception(page)
     shots.take(page, "07_live")
 
@@ -208,6 +209,14 @@ def test_walk_every_page(page, server, tmp_path):
     page.get_by_role("button", name="Steerability (CSV)").wait_for()
     _no_exception(page)
     shots.take(page, "08_export")
+
+    _go(page, "Side effects")
+    page.get_by_role("button", name="Compute side effects").click()
+    page.get_by_text("Trade-off: behaviour gain against side effects").wait_for()
+    page.locator(".js-plotly-plot").nth(3).wait_for()
+    _idle(page)
+    _no_exception(page)
+    shots.take(page, "09_side_effects")
 
     assert "Traceback" not in log.read_text()
 

@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from steering import figures
+from steering.coherence import distinct_2, perplexity
 from steering.generate import generate_stream
 from steering.results import SweepResult
 from ui import runs, state
@@ -132,7 +133,19 @@ def generations(lm: Any, prompt: str, layer: int, vector: Any, multiplier: float
                     slots[i].code(text or " ", language=None, wrap_lines=True)
     for i in range(2):
         slots[i].code(texts[i] or "(no tokens before end of text)", language=None, wrap_lines=True)
-    st.session_state[memo_key] = {"layer": layer, "multiplier": multiplier, "texts": texts, "prompt": prompt}
+    scores = [coherence_line(lm, prompt, t) for t in texts]
+    left.caption(scores[0])
+    right.caption(scores[1])
+    st.session_state[memo_key] = {"layer": layer, "multiplier": multiplier, "texts": texts, "prompt": prompt,
+                                  "scores": scores}
+
+
+def coherence_line(lm: Any, prompt: str, text: str) -> str:
+    """Perplexity under the unsteered model and distinct-2: noise and repetition show up here."""
+    ppl, d2 = perplexity(lm, prompt, text), distinct_2(text)
+    return (f"perplexity (unsteered model) {ppl:.3g} · distinct-2 {d2:.2f}" if ppl is not None and d2 is not None
+            else f"perplexity (unsteered model) {ppl:.3g} · distinct-2 n/a (under two words)" if ppl is not None
+            else "perplexity and distinct-2: n/a (no text)")
 
 
 def last_generations(memo_key: str, prompt: str | None) -> None:
@@ -145,3 +158,5 @@ def last_generations(memo_key: str, prompt: str | None) -> None:
     right.markdown(f"**Steered** (layer {last['layer']}, multiplier {last['multiplier']:g})")
     left.code(last["texts"][0] or "(no tokens before end of text)", language=None, wrap_lines=True)
     right.code(last["texts"][1] or "(no tokens before end of text)", language=None, wrap_lines=True)
+    for col, line in zip((left, right), last.get("scores", ())):
+        col.caption(line)

@@ -1,0 +1,114 @@
+"""Entanglement: does concept X's vector move concept Y? The cross-concept matrix on one model and layer.
+
+shift[X, Y] = mean over Y's test items of propensity(multiplier m, X's vector) - propensity(0).
+The matrix normalises each column by Y's own shift: M[X, Y] = shift[X, Y] / shift[Y, Y], so the
+diagonal is 1 and an off-diagonal 1 means X's vector moves Y as much as Y's own vector does.
+
+Works from a list of concepts (each trained with the sweep machinery; its run is stored and
+reused). Studies (``steering.study``) are not read here yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import SweepConfig
+from .datasets import load_dataset, split_dataset
+from .models import LoadedModel
+from .store import settings_key
+
+PhaseProgress = Callable[[str, int, int], None]
+
+
+def shift_matrix(lm: LoadedModel, vectors: Sequence, pair_sets: Sequence[Sequence], layer: int,
+                 multiplier: float, cfg: SweepConfig) -> np.ndarray:
+    """shift[x, y]: mean propensity change of set y's items under vector x at ``multiplier``.
+
+    On the fast path each set's prompts are encoded once and serve every vector.
+    """
+    from . import fast
+    from .sweep import evaluate_grid, use_fast
+
+    cfg = replace(cfg, multipliers=[0.0, multiplier])
+    out = np.zeros((len(vectors), len(pair_sets)))
+    for y, pairs in enumerate(pair_sets):
+        cache = fast.build_cache(lm, pairs, cfg.position, cfg.metric) if use_fast(lm, cfg) else None
+        for x, v in enumerate(vectors):
+            p = fast.grid(lm, cache, {layer: v}, [layer], cfg.multipliers) if cache is not None \
+                else evaluate_grid(lm, pairs, {layer: v}, [layer], cfg)
+            out[x, y] = float((p[:, 0, 1] - p[:, 0, 0]).mean())
+    return out
+
+
+def normalise(shift: np.ndarray) -> np.ndarray:
+    """Each column divided by its diagonal entry (the concept's own vector's shift)."""
+    diag = np.diag(shift).copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return shift / diag[None, :]
+
+
+def frame(names: Sequence[str], shift: np.ndarray) -> pd.DataFrame:
+    """Long table: steered_with (X), measured_on (Y), shift, normalised."""
+    norm = normalise(shift)
+    rows = [{"steered_with": x, "measured_on": y, "shift": shift[i, j], "normalised": norm[i, j]}
+            for i, x in enumerate(names) for j, y in enumerate(names)]
+    return pd.DataFrame(rows)
+
+
+def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: SweepConfig, out: str | Path,
+                 multiplier: float = 1.0, progress: PhaseProgress | None = None) -> pd.DataFrame:
+    """Train (or reuse) each concept's vector at ``layer`` and measure every concept under every vector.
+
+    Stored under ``<out>/entanglement/<key>.parquet`` and served from there when the settings recur.
+    """
+    from .sweep import encode_all, run_sweep
+
+    if len(datasets) < 2:
+        raise ValueError("entanglement needs at least two concepts, e.g. --datasets A,B")
+    if multiplier == 0:
+        raise ValueError("the entanglement multiplier must not be 0")
+    lm.check_layer(layer)
+    loaded = [load_dataset(d, base.data_dir) for d in datasets]
+    key = settings_key({"model": lm.name, "layer": layer, "multiplier": multiplier,
+                        "datasets": [d.sha256 for d in loaded], "n_train": base.n_train, "n_test": base.n_test,
+                        "seed": base.seed, "aggregator": base.aggregator, "variant": base.test_variant,
+                        "train_variant": base.train_variant, "metric": base.metric, "position": base.position,
+                        "rescale": base.rescale, "balance_train": base.balance_train, "system": base.system})
+    path = Path(out) / "entanglement" / f"{key}.parquet"
+    if path.exists():
+        return pd.read_parquet(path)
+    vectors, pair_sets = [], []
+    for i, ds in enumerate(loaded):
+        if progress:
+            progress("train", i, len(loaded))
+        cfg = replace(base, dataset=ds.name, layers=[layer])
+        result = run_sweep(cfg, lm=lm, out=out, dataset=ds)
+        vectors.append(result.vectors[layer].to(lm.device, lm.dtype))
+        _, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+        pair_sets.append(encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system))
+    if progress:
+        progress("train", len(loaded), len(loaded))
+        progress("cross", 0, 1)
+    shift = shift_matrix(lm, vectors, pair_sets, layer, multiplier, base)
+    if progress:
+        progress("cross", 1, 1)
+    df = frame([d.name for d in loaded], shift).assign(layer=layer, multiplier=multiplier, model=lm.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    (path.with_suffix(".json")).write_text(json.dumps({"datasets": [d.name for d in loaded], "key": key}))
+    return df
+
+
+def matrix(df: pd.DataFrame, column: str = "normalised") -> pd.DataFrame:
+    """The X-by-Y matrix (rows: steered with, columns: measured on) in the concepts' order."""
+    order = list(dict.fromkeys(df.steered_with))
+    return df.pivot(index="steered_with", columns="measured_on", values=column).reindex(index=order, columns=order)

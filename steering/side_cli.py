@@ -1,0 +1,100 @@
+"""Command-line parts for side effects: ``sweep --side-effects`` options and ``entanglement``.
+
+Kept apart from cli.py so that file only wires them in.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .config import CHOICES, DEFAULT_AGGREGATOR, DEFAULT_N_TEST, DEFAULT_N_TRAIN, DEFAULT_VARIANT, SweepConfig
+from .side_effects import SideEffectsConfig
+from .tradeoff import DEFAULT_KL_BUDGET, describe
+
+
+def add_sweep_options(s: argparse.ArgumentParser) -> None:
+    g = s.add_argument_group("side effects")
+    g.add_argument("--side-effects", action="store_true",
+                   help="also measure KL / perplexity on neutral text, capability and a recommended setting")
+    g.add_argument("--text", default=None, help="neutral text file (.txt paragraphs or .jsonl with 'text')")
+    g.add_argument("--mc", default=None, help="multiple-choice file or dataset name (default: TruthfulQA mc1 "
+                                              "when --data-dir has it, else the bundled general-knowledge set)")
+    g.add_argument("--n-texts", type=int, default=SideEffectsConfig.n_texts)
+    g.add_argument("--text-tokens", type=int, default=SideEffectsConfig.text_tokens)
+    g.add_argument("--n-mc", type=int, default=SideEffectsConfig.n_mc)
+    g.add_argument("--kl-budget", type=float, default=DEFAULT_KL_BUDGET, help="nats per token")
+
+
+def side_config(args) -> SideEffectsConfig:
+    se = SideEffectsConfig(text=args.text, mc=args.mc, n_texts=args.n_texts, text_tokens=args.text_tokens,
+                           n_mc=args.n_mc, kl_budget=args.kl_budget)
+    se.validate()
+    from .neutral import read_texts
+    from .side_effects import mc_dataset
+
+    read_texts(se.text)  # a missing or empty file fails here, before any model work
+    mc_dataset(se.mc, getattr(args, "data_dir", None))
+    return se
+
+
+def report(args, lm, result, ds, progress) -> None:
+    """Compute (or read) the run's side effects and print them with the recommendation."""
+    from .side_effects import ensure
+
+    df, rec, cached = ensure(lm, result, ds, side_config(args), args.out, args.data_dir, progress)
+    if hasattr(progress, "close"):
+        progress.close()
+    info = result.manifest["side_effects"]
+    print(f"side effects{' (from store)' if cached else ''}: {info['n_texts']} neutral texts "
+          f"({info['n_text_tokens']} tokens), capability on {info['settings']['mc_name']} "
+          f"({info['mc_items']} items), validation {info['n_val']} training items | {info['seconds']} s")
+    print(f"{'layer':>5} {'mult':>5} {'KL':>8} {'ppl ratio':>9} {'MC acc':>7} {'val gain':>9} {'test gain':>9}")
+    for r in df[df.multiplier > 0].itertuples():
+        print(f"{r.layer:>5} {r.multiplier:>5g} {r.kl:>8.4f} {r.ppl_ratio:>9.3f} {r.mc_accuracy:>7.1%} "
+              f"{r.val_gain:>9.3f} {r.test_gain:>9.3f}")
+    print(describe(rec))
+
+
+def add_entanglement(sub) -> None:
+    e = sub.add_parser("entanglement", help="cross-concept matrix: X's vector measured on Y's test items")
+    e.add_argument("--model", default="smollm2-135m")
+    e.add_argument("--datasets", required=True, help="comma-separated concept names or files (at least two)")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--layer", type=int, required=True)
+    e.add_argument("--multiplier", type=float, default=1.0)
+    e.add_argument("--n-train", type=int, default=DEFAULT_N_TRAIN)
+    e.add_argument("--n-test", type=int, default=DEFAULT_N_TEST)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--aggregator", default=DEFAULT_AGGREGATOR, choices=CHOICES["aggregator"])
+    e.add_argument("--variant", default=DEFAULT_VARIANT, choices=CHOICES["variant"])
+    e.add_argument("--out", default="results")
+
+
+def entanglement_main(args, progress) -> int:
+    from .entanglement import entanglement, matrix
+    from .models import load_model
+
+    names = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    if len(names) < 2:
+        raise ValueError("entanglement needs at least two concepts, e.g. --datasets A,B")
+    if args.n_train < 1 or args.n_test < 1:
+        raise ValueError("n_train and n_test must be at least 1")
+    from .datasets import load_dataset, split_dataset
+
+    for n in names:  # cheap checks before loading the model
+        split_dataset(load_dataset(n, args.data_dir), args.n_train, args.n_test, args.seed)
+    lm = load_model(args.model)
+    base = SweepConfig(model=args.model, data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test,
+                       seed=args.seed, aggregator=args.aggregator, train_variant=args.variant,
+                       test_variant=args.variant)
+    df = entanglement(lm, names, args.layer, base, args.out, args.multiplier, progress)
+    if hasattr(progress, "close"):
+        progress.close()
+    m = matrix(df)
+    print(f"entanglement on {lm.name}, layer {args.layer}, multiplier {args.multiplier:g}: rows = steered with X, "
+          f"columns = shift on Y's test items / Y's own shift")
+    width = max(len(n) for n in m.index)
+    print(" " * width + "".join(f" {j:>8}" for j in range(len(m.columns))))
+    for i, (name, row) in enumerate(m.iterrows()):
+        print(f"{name:<{width}}" + "".join(f" {v:>8.2f}" for v in row.to_numpy()) + f"   [{i}]")
+    return 0

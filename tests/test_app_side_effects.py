@@ -1,0 +1,53 @@
+"""AppTest for the Side effects page (tiny random model): compute, the four figures, the recommendation
+reacting to the KL budget, the entanglement heatmap, and coherence scores beside live generations."""
+
+from __future__ import annotations
+
+from test_app import app_env, assert_clean, charts, computed_app, new_app  # noqa: F401 - app_env: autouse fixture
+
+PAGE = "pages/8_Side_effects.py"
+
+
+def test_side_effects_page_computes_and_draws(app_env):  # noqa: F811
+    at = computed_app()
+    at.switch_page(PAGE).run()
+    assert_clean(at)
+    at.button(key="se_compute").click().run()
+    assert_clean(at)
+    titles = [c.get("layout", {}).get("title", {}).get("text", "") for c in charts(at)]
+    assert any("KL" in t for t in titles) and any("Perplexity ratio" in t for t in titles)
+    assert any("Trade-off" in t for t in titles) and any("Capability" in t for t in titles)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Recommended" in text or "No recommendation" in text
+    at.number_input(key="w_se_budget").set_value(1e6).run()  # any setting fits: a recommendation must appear
+    assert_clean(at)
+    assert any(m.label == "Recommended" for m in at.metric)
+    # The stored table is served to a fresh session without recomputing (no Compute button).
+    again = new_app()
+    again.switch_page(PAGE).run()
+    assert_clean(again)
+    assert not [b for b in again.button if b.key == "se_compute"]
+
+
+def test_entanglement_heatmap_on_the_page(app_env):  # noqa: F811
+    at = computed_app()
+    at.switch_page(PAGE).run()
+    options = at.multiselect(key="w_ent_concepts").options
+    at.multiselect(key="w_ent_concepts").set_value([o for o in options if "demo" in o][:2]).run()
+    at.button(key="ent_compute").click().run()
+    assert_clean(at)
+    heat = [c for c in charts(at) if "Entanglement" in c.get("layout", {}).get("title", {}).get("text", "")]
+    assert heat
+    cells = heat[0]["data"][0]["text"]  # the printed values (z is binary-encoded in the spec)
+    assert cells[0][0] == "1.00" and cells[1][1] == "1.00" and len(cells) == 2
+
+
+def test_live_generations_show_coherence(app_env):  # noqa: F811
+    at = computed_app()
+    at.switch_page("pages/4_Live_steering.py").run()
+    at.session_state["s_live_tokens"] = 6
+    at.run()
+    at.button(key="live_generate").click().run()
+    assert_clean(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert captions.count("distinct-2") >= 2 and "perplexity (unsteered model)" in captions

@@ -1,0 +1,56 @@
+"""Streamlit glue for the Side effects page: compute a run's side effects with a progress bar, memoised."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from steering import entanglement as ent
+from steering import side_effects
+from steering.results import SweepResult
+from ui import state
+
+SIDE = state.SessionMemo("side_effects", 4)
+ENT = state.SessionMemo("entanglement", 4)
+PHASES = {"text": "Neutral text: KL and perplexity per layer", "mc": "Capability set", "val": "Validation items",
+          "train": "Training each concept's vector", "cross": "Measuring every concept under every vector"}
+
+
+def _bar():
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(phase: str, done: int, total: int) -> None:
+        label = PHASES.get(phase.split(":")[0], phase)
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{label}: {done}/{total}")
+
+    return bar, progress
+
+
+def stored(result: SweepResult) -> pd.DataFrame | None:
+    """The run's stored side-effect table (never computes)."""
+    key = (result.manifest["key"], result.manifest.get("side_effects", {}).get("key"))
+    hit = SIDE.get(key)
+    if hit is not None:
+        return hit
+    df = side_effects.load(result)
+    return SIDE.put(key, df) if df is not None else None
+
+
+def compute(ctx: state.Context, result: SweepResult, se: side_effects.SideEffectsConfig) -> pd.DataFrame:
+    bar, progress = _bar()
+    df, _, _ = side_effects.ensure(ctx.lm, result, ctx.dataset, se, state.results_dir(),
+                                   state.get("data_dir") or None, progress)
+    bar.empty()
+    return SIDE.put((result.manifest["key"], result.manifest["side_effects"]["key"]), df)
+
+
+def entanglement(ctx: state.Context, paths: list[str], multiplier: float, compute: bool) -> pd.DataFrame | None:
+    """The matrix for these concepts at the sidebar layer: memoised, from the store, or computed on request."""
+    key = (ctx.lm.name, tuple(paths), ctx.layer, multiplier, ctx.settings)
+    hit = ENT.get(key)
+    if hit is not None or not compute:
+        return hit
+    bar, progress = _bar()
+    df = ent.entanglement(ctx.lm, paths, ctx.layer, ctx.config([ctx.layer]), state.results_dir(), multiplier, progress)
+    bar.empty()
+    return ENT.put(key, df)
