@@ -88,7 +88,8 @@ def body(ctx: state.Context) -> None:
             views.chart(side_figures.tradeoff(df, rec, cost, gain, ctx.metric, st.session_state.get("w_se_budget")),
                         key="se_tradeoff")
         with right:
-            layer = rec["layer"] if rec.get("found") else (ctx.layer if ctx.layer in result.layers else result.layers[0])
+            fallback = ctx.layer if ctx.layer in result.layers else result.layers[0]
+            layer = rec["layer"] if rec.get("found") else fallback
             views.chart(side_figures.capability(df, layer), key="se_capability")
         st.caption(f"Settings: {result.manifest.get('side_effects', {}).get('settings', {})}")
     entanglement_section(ctx)
