@@ -23,6 +23,8 @@ from .sweep import run_sweep
 Progress = Callable[[str, int, int], None]
 EXECUTORS = ("local", "ray")
 _CELL = re.compile(r"cell (\d+)/(\d+)")
+# Where each phase of a cell lies within it, so the study's fraction only grows (train, then test, then grid).
+_PHASE_SPAN = {"train": (0.0, 0.4), "test": (0.4, 0.2), "grid": (0.6, 0.4), "stored": (0.0, 1.0)}
 
 
 def available_executors() -> list[str]:
@@ -36,7 +38,9 @@ def study_fraction(phase: str, done: int, total: int) -> float | None:
     if not m:
         return None
     k, n = int(m.group(1)), int(m.group(2))
-    return min(1.0, (k - 1 + done / max(total, 1)) / max(n, 1))
+    step = phase.rsplit("· ", 1)[-1]
+    start, width = _PHASE_SPAN.get(step, (0.0, 1.0))
+    return min(1.0, (k - 1 + start + width * done / max(total, 1)) / max(n, 1))
 
 
 def get_model(name: str, pool: dict[str, LoadedModel]) -> LoadedModel:

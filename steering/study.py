@@ -192,6 +192,8 @@ def run_study(spec: StudySpec, out: str | Path = "results", progress: Callable[[
     meta = {"spec": spec.to_json(), "key": settings_key(spec.to_json()), "layers": layers, "best_layer": best,
             "cells": cells, "dataset_paths": {name: ds.path for name, ds in datasets.items()},
             "dataset_sha256": {name: ds.sha256 for name, ds in datasets.items()},
+            # the data directory as this process saw it: the dashboard points its sidebar there
+            "data_dir_abs": str(Path(spec.data_dir).expanduser().absolute()) if spec.data_dir else "",
             "created": datetime.now(timezone.utc).isoformat(), "executor": executor,
             "versions": results[0].manifest.get("versions", {}) if results else {}}
     _write(path, meta, {"datasets.parquet": table, "examples.parquet": examples})
