@@ -20,7 +20,7 @@ def form(ctx: state.Context, expanded: bool) -> None:
             datasets = c[1].text_input("Concepts", value="bundled", key="w_form_datasets",
                                        help="paper-figure1, paper (needs the data directory), bundled, "
                                             "or dataset names, comma-separated")
-            variants = c[2].selectbox("Prompt variants", ["id", "id,ood", "all"],
+            variants = c[2].selectbox("Prompt variants", ["id", "id,ood", "all"], index=1,
                                       help="id = BASE->BASE; ood = BASE->SYS_POS/SYS_NEG/USER_POS/USER_NEG; "
                                            "all = every train x test pair")
             c = st.columns(4)

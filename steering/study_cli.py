@@ -41,13 +41,16 @@ class StudyBar:
     """One line on stderr: cell k/N and its phase, the study's fraction done and its ETA."""
 
     def __init__(self, stream=sys.stderr):
-        self.stream, self.t0, self.width = stream, time.time(), 0
+        self.stream, self.t0, self.width, self.first = stream, time.time(), 0, None
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         frac = study_fraction(phase, done, total)
         elapsed = time.time() - self.t0
-        if frac:
-            eta = f"ETA {elapsed / frac * (1 - frac):5.0f}s"
+        if frac is not None:
+            # rate measured from the first cell report on (model loading and stored cells would skew it)
+            self.first = self.first or (time.time(), frac)
+            rate = (frac - self.first[1]) / max(time.time() - self.first[0], 1e-9)
+            eta = f"ETA {(1 - frac) / rate:6.0f}s" if rate > 0 else f"{elapsed:5.0f}s"
             line = f"\r[{'#' * int(20 * frac)}{'.' * (20 - int(20 * frac))}] {frac:4.0%} {phase} {done}/{total} {eta}"
         else:
             line = f"\r{phase} {done}/{total} {elapsed:5.0f}s"
