@@ -242,3 +242,19 @@ def test_progress_reports_cells_and_study_fraction(tiny_llama, pool, tmp_path):
     assert any(p.startswith("cell 2/2 · corrigibility-demo BASE->SYS_POS · grid") for p, _, _ in seen)
     fracs = [executors.study_fraction(*s) for s in seen]
     assert fracs[-1] == 1.0 and all(b >= a - 1e-9 for a, b in zip(fracs, fracs[1:]))
+
+
+def test_cli_prints_the_sorted_table_and_lists_studies(tmp_path, capsys):
+    args = ["study", "--name", "c", "--models", "tiny-random", "--datasets",
+            "corrigibility-demo,optimism-demo,power-seeking-demo", "--variants", "id,BASE:SYS_POS", "--layer", "1",
+            "--n-train", "8", "--n-test", "6", "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    study = load_study(tmp_path, "c")
+    for (train, test), g in study.datasets.groupby(["train_variant", "test_variant"]):
+        block = out.split(f"{train}->{test} · sorted by median steerability")[1].split("\n\n")[0]
+        listed = [line.split()[0] for line in block.strip().splitlines()[1:]]
+        assert listed == list(g.sort_values("median_slope", ascending=False).dataset)
+    assert "BASE->BASE vs BASE->SYS_POS" in out and f"study directory: {study.path}" in out
+    assert cli.main(["studies", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("c ")

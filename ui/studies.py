@@ -98,8 +98,12 @@ def start(spec: StudySpec, executor: str, lm) -> Study:
         bar.progress(frac, text=f"{phase} {done}/{total}{eta}")
 
     models = {lm.name: lm} if lm is not None else None
-    study = run_study(spec, state.results_dir(), progress=progress, executor=executor, models=models,
-                      caches=state.cache_store())
+    try:
+        study = run_study(spec, state.results_dir(), progress=progress, executor=executor, models=models,
+                          caches=state.cache_store())
+    except Exception:  # a bad spec must not be retried on every visit; leaving the page (a BaseException) resumes
+        state.put("study_pending", None)
+        raise
     bar.empty()
     state.put("study_pending", None)
     state.put("study", spec.name)
