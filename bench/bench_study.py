@@ -40,7 +40,13 @@ def floor_pass(lm, seqs: list[list[int]], batch_size: int = 16) -> None:
         w = max(map(len, chunk))
         ids = torch.tensor([s + [pad] * (w - len(s)) for s in chunk], device=lm.device)
         mask = torch.tensor([[1] * len(s) + [0] * (w - len(s)) for s in chunk], device=lm.device)
-        lm.model(input_ids=ids, attention_mask=mask)
+        # the decoder body over every token, the vocabulary head only at each sequence's last token (as the
+        # fast path forms logits only where it scores answers; a full-vocabulary head at every position
+        # would cost more than the whole body for this small model and flatter every ratio)
+        body = lm.model.get_decoder() if hasattr(lm.model, "get_decoder") else lm.model.model
+        h = body(input_ids=ids, attention_mask=mask).last_hidden_state
+        last = mask.sum(1) - 1
+        lm.model.get_output_embeddings()(h[torch.arange(len(chunk)), last])
 
 
 def distinct_prompts(lm, spec, datasets) -> list[list[int]]:
@@ -72,6 +78,7 @@ def main() -> int:
     spec = make_spec("bench", "smollm2-135m", names, args.variants, args.layer, args.data_dir,
                      n_train=args.n_train, n_test=args.n_test)
     lm = load_model("smollm2-135m")
+    sys.stdout.reconfigure(line_buffering=True)
     datasets = load_datasets(spec)
     n_cells = len(names) * len(spec.variants)
     print(f"SmolLM2-135M on {torch.get_num_threads()} threads · {len(names)} datasets x {len(spec.variants)} "

@@ -40,8 +40,9 @@ def add_parsers(sub) -> None:
 class StudyBar:
     """One line on stderr: cell k/N and its phase, the study's fraction done and its ETA."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.t0, self.width, self.first = stream, time.time(), 0, None
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr  # looked up now: tests and wrappers replace sys.stderr
+        self.t0, self.width, self.first = stream, time.time(), 0, None
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         frac = study_fraction(phase, done, total)
@@ -67,7 +68,8 @@ def _pct(x: float) -> str:
     return f"{x:6.1%}"
 
 
-def print_study(study: Study, out=sys.stdout) -> None:
+def print_study(study: Study, out=None) -> None:
+    out = out or sys.stdout
     d = study.datasets
     for (model, train, test), g in d.groupby(["model", "train_variant", "test_variant"], sort=False):
         print(f"\n{model} · layer {study.layer(model)} · {train}->{test} · sorted by median steerability", file=out)

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.browser
 def test_overview_to_a_concept_to_steerability(page, server, tmp_path):  # noqa: F811
     url, log = server
     shots = Shots(tmp_path / "screenshots")
+    page.set_default_timeout(300_000)  # a busy shared CPU: loading the model and a 15-cell study take a while
     page.goto(url)
     page.get_by_role("button", name=re.compile(r"Compute layer \d+")).wait_for()  # the model is loaded
     _go(page, "Study overview")
