@@ -42,7 +42,7 @@ class StudyBar:
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr  # looked up now: tests and wrappers replace sys.stderr
-        self.t0, self.width, self.first = stream, time.time(), 0, None
+        self.t0, self.width, self.first = time.time(), 0, None
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         frac = study_fraction(phase, done, total)
