@@ -70,7 +70,7 @@ def variant_heatmap(rows: pd.DataFrame, value: str = "median_slope", metric: str
                                texttemplate="%{text}", colorscale="Reds" if percent else "RdBu",
                                zmid=None if percent else 0, zmin=0 if percent else None, zmax=1 if percent else None,
                                colorbar=dict(title="anti-steerable" if percent else "median slope")))
-    fig.update_layout(title="Anti-steerable fraction" if percent else f"Median steerability ({slope_label(metric)})",
+    fig.update_layout(title="Anti-steerable fraction" if percent else f"Median {slope_label(metric)}",
                       xaxis_title="test variant", yaxis_title="train variant", height=360,
                       margin=dict(l=10, r=10, t=50, b=40))
     return fig

@@ -20,8 +20,8 @@ def test_overview_to_a_concept_to_steerability(page, server, tmp_path):  # noqa:
     page.get_by_role("button", name=re.compile(r"Compute layer \d+")).wait_for()  # the model is loaded
     _go(page, "Study overview")
     page.get_by_text("No study stored yet").wait_for()
-    page.get_by_label("Study name").fill("browser-study")
-    page.get_by_label("Concepts").fill("corrigibility-demo,optimism-demo,power-seeking-demo")
+    page.get_by_role("textbox", name="Study name").fill("browser-study")
+    page.get_by_role("textbox", name="Concepts").fill("corrigibility-demo,optimism-demo,power-seeking-demo")
     page.get_by_role("button", name="Run study").click()
     page.get_by_text("What explains the spread of steerability").wait_for()
     _idle(page)
