@@ -48,9 +48,10 @@ class StudyBar:
         frac = study_fraction(phase, done, total)
         elapsed = time.time() - self.t0
         if frac is not None:
-            # rate measured from the first cell report on (model loading and stored cells would skew it)
-            self.first = self.first or (time.time(), frac)
-            rate = (frac - self.first[1]) / max(time.time() - self.first[0], 1e-9)
+            # the rate is measured from the first computed report on: model loading and stored cells
+            # (which finish at once) would skew it
+            self.first = None if phase.endswith("stored") else (self.first or (time.time(), frac))
+            rate = (frac - self.first[1]) / max(time.time() - self.first[0], 1e-9) if self.first else 0
             eta = f"ETA {(1 - frac) / rate:6.0f}s" if rate > 0 else f"{elapsed:5.0f}s"
             line = f"\r[{'#' * int(20 * frac)}{'.' * (20 - int(20 * frac))}] {frac:4.0%} {phase} {done}/{total} {eta}"
         else:

@@ -92,8 +92,8 @@ def start(spec: StudySpec, executor: str, lm) -> Study:
         if frac is None:
             bar.progress(min(done / max(total, 1), 1.0), text=f"{phase}: {done}/{total}")
             return
-        first = first or (time.time(), frac)
-        rate = (frac - first[1]) / max(time.time() - first[0], 1e-9)
+        first = None if phase.endswith("stored") else (first or (time.time(), frac))
+        rate = (frac - first[1]) / max(time.time() - first[0], 1e-9) if first else 0
         eta = f" · about {(1 - frac) / rate:.0f} s left" if rate > 0 else ""
         bar.progress(frac, text=f"{phase} {done}/{total}{eta}")
 
