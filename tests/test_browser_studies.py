@@ -44,6 +44,7 @@ def test_overview_to_a_concept_to_steerability(page, server, tmp_path):  # noqa:
     _go(page, "Study overview")
     page.get_by_role("button", name="Steerability →").click()
     page.get_by_text("Mean steerability").first.wait_for()
+    page.get_by_text("Propensity at a chosen multiplier").wait_for()
     _idle(page)
     _no_exception(page)
     body = page.inner_text("body")
