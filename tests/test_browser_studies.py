@@ -45,6 +45,7 @@ def test_overview_to_a_concept_to_steerability(page, server, tmp_path):  # noqa:
     page.get_by_role("button", name="Steerability →").click()
     page.get_by_text("Mean steerability").first.wait_for()
     page.get_by_text("Propensity at a chosen multiplier").wait_for()
+    page.get_by_text(re.compile("served from the results store")).wait_for()  # the provenance line, drawn last
     _idle(page)
     _no_exception(page)
     body = page.inner_text("body")
