@@ -59,6 +59,9 @@ PAGES = {
     "pages/4_Live_steering.py": ("Live steering", ":material/tune:"),
     "pages/5_Export.py": ("Export", ":material/download:"),
     "pages/6_Diagnostics.py": ("Diagnostics", ":material/troubleshoot:"),
+    "pages/7_Study_overview.py": ("Study overview", ":material/view_list:"),
+    "pages/7_Study_generalisation.py": ("Study generalisation", ":material/grid_on:"),
+    "pages/7_Study_models.py": ("Study models", ":material/compare_arrows:"),
     "pages/8_Side_effects.py": ("Side effects", ":material/warning:"),
 }
 ICONS = {path: icon for path, (_, icon) in PAGES.items()}

@@ -1,4 +1,4 @@
-"""Command line: ``python -m steering sweep|datasets|models``.
+"""Command line: ``python -m steering sweep|study|studies|datasets|models``.
 
 Bad input exits with code 2 and one line naming the problem and what is valid.
 """
@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from . import side_cli
+from . import side_cli, study_cli
 from .config import (
     CHOICES,
     DEFAULT_AGGREGATOR,
@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default=None)
     sub.add_parser("models", help="list the model registry")
     _add_ecosystem_commands(sub)
+    study_cli.add_parsers(sub)
     return p
 
 
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "entanglement":
             return side_cli.entanglement_main(args, Bar())
+        if args.command in ("study", "studies"):
+            return study_cli.run(args)
         if args.command == "datasets":
             return _datasets(args)
         if args.command in ("export", "import", "fetch"):
