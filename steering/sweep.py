@@ -150,8 +150,14 @@ class RunOutputs:
 
 
 def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path | None = "results",
-                progress: PhaseProgress | None = None, caches: fast.CacheStore | None = None) -> RunOutputs:
-    """Train (or reuse) the vectors and evaluate the grid; with ``out``, resume from and save partial work."""
+                progress: PhaseProgress | None = None, caches: fast.CacheStore | None = None,
+                vectors: dict[int, torch.Tensor] | None = None) -> RunOutputs:
+    """Train (or reuse) the vectors and evaluate the grid; with ``out``, resume from and save partial work.
+
+    ``vectors``: every layer's vectors already trained for these training settings (a Ray worker's
+    memo, so a group trains once without a shared disk); training is then skipped.
+    """
+    given = vectors
     layers = cfg.layers if cfg.layers is not None else list(range(lm.n_layers))
     cfg.validate(lm.n_layers)
     settings = settings_of(cfg, ds, layers)
@@ -165,7 +171,8 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
     if partial is not None and partial.vectors_path.exists():
         vectors = {l: v.to(lm.device, lm.dtype) for l, v in load_vectors(partial.vectors_path)[0].items()}
     else:
-        all_vectors, reused = trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress)
+        all_vectors, reused = (given, True) if given is not None else \
+            trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress)
         vectors = {l: all_vectors[l] for l in layers}
         if partial is not None:
             partial.dir.mkdir(parents=True, exist_ok=True)
