@@ -63,7 +63,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="as many positive-is-A as positive-is-B training pairs (cancels the letter direction)")
     s.add_argument("--reference", action="store_true", help="use the slow full-forward reference path")
     s.add_argument("--device", default=None)
-    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    s.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="default: bfloat16 on CUDA, float32 on CPU")
+    s.add_argument("--device-map", default=None, choices=("auto",),
+                   help="spread a model too large for one GPU over this machine's GPUs")
     s.add_argument("--trust-remote-code", action="store_true")
     s.add_argument("--out", default="results")
     d = sub.add_parser("datasets", help="list datasets found in a directory and the bundled ones")
@@ -79,7 +82,8 @@ def _sweep(args) -> int:
 
     ds = load_dataset(args.dataset, args.data_dir)
     split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
-    lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                    device_map=args.device_map)
     layers = parse_layers(args.layers, lm.n_layers) if args.layers else [lm.n_layers // 2]
     cfg = SweepConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, layers=layers,
                       multipliers=multipliers, n_train=args.n_train, n_test=args.n_test, seed=args.seed,

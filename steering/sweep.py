@@ -191,6 +191,7 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
         # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
         "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
         "vectors_reused": reused, "train_key": train_key(cfg, ds, lm.name),
+        **({"path_note": lm.fast_note} if lm.fast_note else {}),
     }
     return RunOutputs(settings, cfg, frames, vectors, vector_meta(lm, ds, cfg, train_ex, layers), manifest)
 
