@@ -27,7 +27,7 @@ def data():
     ds = load_dataset("corrigibility-demo")
     lm = tiny_random_model()
     pairs = [encode_example(lm.tokenizer, e, "BASE", ds.name) for e in ds.examples][:18]
-    return ds, pairs[:8], pairs[8:13]
+    return ds, pairs[:8], pairs[8:11]
 
 
 def _grids(lm, train, test, layers=(1, 3), reference=True):
