@@ -6,7 +6,8 @@ Two groups (train variants BASE and SYS_POS) x three test variants, all 4 layers
 multipliers, 16 training and 12 test items. Local: one process, the model loaded once,
 ``executors.run_groups(executor="local")`` when the studies code is present, else
 ``sweep.run_sweep`` per cell (what the local executor does). Ray: ``run_groups_ray`` on a
-2-CPU cluster started here (or joined with --address). Both write fresh stores; the
+2-CPU cluster started here (or joined with --address); both at one torch thread (a 1-CPU
+actor's). Both write fresh stores; the
 tables are checked identical. Prints seconds and the ratio.
 """
 
@@ -55,6 +56,9 @@ def main() -> int:
 
     datasets = {"corrigibility-demo": load_dataset("corrigibility-demo")}
     smollm2_tokenizer()  # read once, so the local timing does not pay for it and Ray's workers do
+    # Ray gives a 1-CPU actor one torch thread; the local run gets the same, so the ratio is the executor's
+    # overhead. (On this shared 2-core machine, 2 threads under load spin-wait: 30x slower on the tiny model.)
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         local, how = run_local(Path(tmp) / "local", datasets)
