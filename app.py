@@ -57,6 +57,9 @@ PAGES = {
     "pages/3_Inspect_examples.py": ("Inspect examples", ":material/search:"),
     "pages/4_Live_steering.py": ("Live steering", ":material/tune:"),
     "pages/5_Export.py": ("Export", ":material/download:"),
+    "pages/7_Study_overview.py": ("Study overview", ":material/view_list:"),
+    "pages/7_Study_generalisation.py": ("Study generalisation", ":material/grid_on:"),
+    "pages/7_Study_models.py": ("Study models", ":material/compare_arrows:"),
 }
 ICONS = {path: icon for path, (_, icon) in PAGES.items()}
 LINKS = [("pages/1_Steerability.py", "Steerability distribution"), ("pages/2_Layer_sweep.py", "Layer sweep"),

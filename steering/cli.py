@@ -1,4 +1,4 @@
-"""Command line: ``python -m steering sweep|datasets|models``.
+"""Command line: ``python -m steering sweep|study|studies|datasets|models``.
 
 Bad input exits with code 2 and one line naming the problem and what is valid.
 """
@@ -14,6 +14,7 @@ from .models import DEFAULT_MODEL, ModelError, list_models, load_model
 from .config import (CHOICES, DEFAULT_AGGREGATOR, DEFAULT_METRIC, DEFAULT_MULTIPLIERS, DEFAULT_N_TEST, DEFAULT_N_TRAIN,
                      DEFAULT_POSITION, DEFAULT_VARIANT, SweepConfig, SweepError, parse_layers, parse_multipliers)
 from .sweep import run_sweep
+from . import study_cli
 
 
 class Bar:
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("datasets", help="list datasets found in a directory and the bundled ones")
     d.add_argument("--data-dir", default=None)
     sub.add_parser("models", help="list the model registry")
+    study_cli.add_parsers(sub)
     return p
 
 
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command in ("study", "studies"):
+            return study_cli.run(args)
         if args.command == "datasets":
             for info in list_datasets(args.data_dir):
                 print(f"{info.name:<55} {info.kind:<10} {info.n_items:>6}  {info.group}  {info.path}")

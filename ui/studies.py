@@ -1,0 +1,126 @@
+"""Streamlit glue for the study pages: which study is shown, starting/resuming one with a progress
+bar, and opening a study's cell in the per-concept pages (the sidebar set to the cell's settings)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from steering.executors import available_executors, study_fraction
+from steering.study import Study, list_studies, load_study, run_study
+from steering.study_spec import StudySpec
+from ui import state
+
+KEYS = {"study": None, "study_model": None, "study_pair": "BASE->BASE", "study_concept": None,
+        "study_ood": "SYS_POS", "study_pending": None}
+LOADED = state.SessionMemo("studies", 4)
+
+
+def init() -> None:
+    for name, value in KEYS.items():
+        st.session_state.setdefault(f"s_{name}", value)
+
+
+def pair_label(pair) -> str:
+    return f"{pair[0]}->{pair[1]}"
+
+
+def load(name: str) -> Study:
+    path = state.results_dir() / "studies" / name / "study.json"
+    stamp = path.stat().st_mtime if path.exists() else 0
+    return LOADED.get_or_compute((name, stamp), lambda: load_study(state.results_dir(), name))
+
+
+def pick_study() -> Study | None:
+    """The study selector (shared by the study pages); None when no study is stored yet."""
+    init()
+    found = list_studies(state.results_dir())
+    names = [s["name"] for s in found]
+    if not names:
+        return None
+    if state.get("study") not in names:
+        state.put("study", names[0])
+    info = {s["name"]: s for s in found}
+    state.bound(st.selectbox, "Study", "study", options=names,
+                format_func=lambda n: f"{n} — {', '.join(info[n]['models'])} · {info[n]['n_datasets']} concepts · "
+                                      f"{info[n]['n_pairs']} variant pairs")
+    return load(state.get("study"))
+
+
+def pick_model(study: Study, label: str = "Model", name: str = "study_model") -> str:
+    models = study.spec.models
+    if state.get(name) not in models:
+        state.put(name, models[0])
+    if len(models) > 1:
+        state.bound(st.selectbox, label, name, options=models)
+    return state.get(name)
+
+
+def open_cell(study: Study, model: str, dataset: str, pair: tuple[str, str], page: str,
+              example: str | None = None) -> None:
+    """Point the sidebar at one cell of the study and switch to ``page``: its run is in the store."""
+    spec = study.spec
+    data_dir = study.meta.get("data_dir_abs") or data_dir_of(spec)
+    key = study.dataset_path(dataset) or ""
+    infos = state.dataset_infos(data_dir)
+    if key not in {i.path for i in infos}:  # the study ran elsewhere: find the concept by name
+        key = next((i.path for i in infos if i.name == dataset), key)
+    values = {"model": model, "data_dir": data_dir, "dataset": key, "layer": study.layer(model),
+              "train_variant": pair[0], "test_variant": pair[1], "n_train": spec.n_train, "n_test": spec.n_test,
+              "multipliers": list(spec.multipliers), "seed": spec.seed, "aggregator": spec.aggregator,
+              "metric": spec.metric, "balance_train": spec.balance_train, "position": "answer", "rescale": True}
+    for name, value in values.items():
+        state.put(name, value)
+    st.session_state["s_split_for"] = key  # keep the study's split sizes (a new concept would reset them)
+    if example is not None:
+        state.put("example", example)
+        state.put("only_anti", False)
+    st.switch_page(page)
+
+
+def start(spec: StudySpec, executor: str, lm) -> Study:
+    """Run or resume ``spec`` with a progress bar; finished cells come from the store."""
+    state.put("study_pending", {"spec": spec.to_json(), "executor": executor})
+    bar = st.progress(0.0, text="Starting the study…")
+    t0, first = time.time(), None
+
+    def progress(phase: str, done: int, total: int) -> None:
+        nonlocal first
+        frac = study_fraction(phase, done, total)
+        if frac is None:
+            bar.progress(min(done / max(total, 1), 1.0), text=f"{phase}: {done}/{total}")
+            return
+        first = first or (time.time(), frac)
+        rate = (frac - first[1]) / max(time.time() - first[0], 1e-9)
+        eta = f" · about {(1 - frac) / rate:.0f} s left" if rate > 0 else ""
+        bar.progress(frac, text=f"{phase} {done}/{total}{eta}")
+
+    models = {lm.name: lm} if lm is not None else None
+    try:
+        study = run_study(spec, state.results_dir(), progress=progress, executor=executor, models=models,
+                          caches=state.cache_store())
+    except Exception:  # a bad spec must not be retried on every visit; leaving the page (a BaseException) resumes
+        state.put("study_pending", None)
+        raise
+    bar.empty()
+    state.put("study_pending", None)
+    state.put("study", spec.name)
+    st.caption(f"Finished in {time.time() - t0:.0f} s.")
+    return study
+
+
+def pending() -> tuple[StudySpec, str] | None:
+    """A study started in this session and not finished (the user left the page): resume it on return."""
+    init()
+    p = state.get("study_pending")
+    return (StudySpec.from_json(p["spec"]), p["executor"]) if p else None
+
+
+def executors() -> list[str]:
+    return available_executors()
+
+
+def data_dir_of(spec: StudySpec) -> str:
+    return str(Path(spec.data_dir).expanduser().absolute()) if spec.data_dir else ""
