@@ -24,8 +24,9 @@ from .datasets import Dataset
 from .results import SweepResult, load_run
 from .store import find_run
 
-# progress(cells done, cells in the study, the config just finished or None at the start)
-CellProgress = Callable[[int, int, "SweepConfig | None"], None]
+# progress(phase, done, total) as steering.executors reports it: "cell 3/6 · <dataset> BASE->SYS_POS · stored", 1, 1.
+# Cells arrive as workers finish them, so k counts cells stored so far (the study's fraction only grows).
+CellProgress = Callable[[str, int, int], None]
 CONNECT_TIMEOUT_S = 5.0  # an unreachable --ray-address fails within this, not after Ray's long retries
 RESUBMITS = 2  # driver-side resubmissions of a cell after Ray's own retries are spent
 ACTOR_PREFIX = "steering-model-"
@@ -143,9 +144,20 @@ def run_groups_ray(groups: list[list[SweepConfig]], out: str | Path, datasets: d
             else:
                 todo.append((gi, ci))
     total = sum(len(g) for g in groups)
-    done = total - len(todo)
-    if progress:
-        progress(done, total, None)
+    done = 0
+
+    def report(gi: int, ci: int) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            cfg = groups[gi][ci]
+            progress(f"cell {done}/{total} · {datasets[cfg.dataset].name} {cfg.train_variant}->{cfg.test_variant}"
+                     " · stored", 1, 1)
+
+    for gi, group in enumerate(groups):
+        for ci in range(len(group)):
+            if results[gi][ci] is not None:
+                report(gi, ci)
     if not todo:
         return results  # type: ignore[return-value]
 
@@ -183,9 +195,7 @@ def run_groups_ray(groups: list[list[SweepConfig]], out: str | Path, datasets: d
             from .sweep import store_run
 
             results[gi][ci] = store_run(out, outputs)
-            done += 1
-            if progress:
-                progress(done, total, groups[gi][ci])
+            report(gi, ci)
     finally:
         if started:
             _ACTORS.clear()

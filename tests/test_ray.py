@@ -69,9 +69,10 @@ def _same(got, want) -> None:
 
 def test_ray_gives_the_local_tables_and_resumes(cluster, local, datasets, tmp_path):
     seen = []
-    got = ray_executor.run_groups_ray(_groups(), tmp_path, datasets, progress=lambda d, t, c: seen.append((d, t)))
+    got = ray_executor.run_groups_ray(_groups(), tmp_path, datasets, progress=lambda p, d, t: seen.append(p))
     _same(got, local)
-    assert seen[0] == (0, 5) and seen[-1] == (5, 5) and len(seen) == 6  # per-cell progress
+    assert [s.split(" · ")[0] for s in seen] == [f"cell {k}/5" for k in range(1, 6)]  # per-cell progress
+    assert all(s.endswith(" · stored") and "corrigibility-demo" in s for s in seen)
     # One training per group: every later cell of a group reused the worker's vectors.
     reused = [[r.manifest["vectors_reused"] for r in g] for g in got]
     assert reused == [[False, True, True], [False, True]]
@@ -89,11 +90,11 @@ def test_lost_worker_loses_no_finished_cell(cluster, local, datasets, tmp_path):
     stamp = json.loads((first.run_dir / "manifest.json").read_text())["created"]
     killed = []
 
-    def kill_once(done: int, total: int, cfg) -> None:
-        if cfg is not None and not killed:  # a cell just landed, others are queued on the actor
+    def kill_once(phase: str, done: int, total: int) -> None:
+        if phase.startswith("cell 2/") and not killed:  # a new cell just landed, others are queued on the actor
             actor = ray.get_actor(ray_executor.ACTOR_PREFIX + TINY_MODEL)
             ray.kill(actor, no_restart=False)
-            killed.append(done)
+            killed.append(phase)
 
     got = ray_executor.run_groups_ray(groups, tmp_path, datasets, progress=kill_once)
     assert killed, "the worker was never killed"
@@ -111,3 +112,15 @@ def test_unreachable_address_is_one_line_and_quick(datasets, tmp_path):
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(SweepError, match="HOST:PORT"):
         ray_executor.run_groups_ray(_groups(), tmp_path, datasets, ray_address="nonsense")
+
+
+def test_cli_unreachable_ray_address_exits_2_with_one_line(tmp_path, capsys):
+    from steering import cli
+
+    t = time.time()
+    rc = cli.main(["study", "--name", "far", "--models", TINY_MODEL, "--datasets", "corrigibility-demo",
+                   "--n-train", "8", "--n-test", "6", "--layer", "1", "--out", str(tmp_path),
+                   "--executor", "ray", "--ray-address", "127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: cannot reach the Ray cluster at 127.0.0.1:9") and err.count("\n") == 1
+    assert time.time() - t < 60  # bounded: no long connection retries

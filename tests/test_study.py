@@ -82,7 +82,7 @@ def test_bad_specs(tmp_path, capsys):
     out = tmp_path / "res"
     for argv in (["--datasets", "nope-dataset"], ["--datasets", "optimism-demo", "--n-train", "100"],
                  ["--datasets", "optimism-demo", "--variants", "sideways"],
-                 ["--datasets", "optimism-demo", "--executor", "ray"]):
+                 ["--datasets", "optimism-demo", "--executor", "ray", "--ray-address", "127.0.0.1:9"]):
         rc = cli.main(["study", "--name", "bad", "--models", "tiny-random", "--n-train", "8", "--n-test", "6",
                        "--layer", "1", "--out", str(out)] + argv)
         err = capsys.readouterr().err
@@ -90,7 +90,8 @@ def test_bad_specs(tmp_path, capsys):
     assert not (out / "studies" / "bad").exists()
 
 
-def test_ray_executor_missing_is_one_clear_error():
+def test_ray_executor_missing_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(executors.importlib.util, "find_spec", lambda name: None)  # as without steering.ray_executor
     with pytest.raises(SweepError, match="ray executor is not installed"):
         executors.run_groups([], "x", {}, executor="ray")
     with pytest.raises(SweepError, match="unknown executor"):
