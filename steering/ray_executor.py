@@ -78,8 +78,25 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
                          "start one with `ray start --head` or check the address") from None
 
 
+def _token_mode() -> None:
+    """`ray start` turns on token authentication when a token exists (~/.ray/auth_token); a driver joining
+    the cluster sends it only in token mode, read when Ray is imported. Mode unset and a token at hand: use it."""
+    token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+        (Path.home() / ".ray" / "auth_token").exists()
+    if token and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:  # Ray already imported (the dashboard's process): refresh the config it cached
+            from ray._private.authentication.authentication_token_setup import Config
+
+            Config.initialize("")
+        except Exception:  # noqa: BLE001 - older/newer Ray without it: the env var alone is read at import
+            pass
+
+
 def connect(ray_address: str | None, num_cpus: int | None) -> bool:
     """Join the cluster at ``ray_address`` (or start a local one); True when this call started Ray."""
+    if ray_address:
+        _token_mode()
     try:
         import ray
     except ImportError:
