@@ -30,6 +30,7 @@ CellProgress = Callable[[str, int, int], None]
 CONNECT_TIMEOUT_S = 5.0  # an unreachable --ray-address fails within this, not after Ray's long retries
 RESUBMITS = 2  # driver-side resubmissions of a cell after Ray's own retries are spent
 ACTOR_PREFIX = "steering-model-"
+CRASH_ONCE_ENV = "STEERING_RAY_CRASH_ONCE"  # a marker file path: the worker that finds it removes it and dies
 
 
 class ModelWorker:
@@ -46,6 +47,11 @@ class ModelWorker:
     def compute(self, cfg: SweepConfig, ds: Dataset):
         from . import sweep
         from .datasets import split_dataset
+
+        crash = os.environ.get(CRASH_ONCE_ENV)
+        if crash and os.path.exists(crash):  # fault injection for tests: this worker dies mid-study, once
+            os.remove(crash)
+            os._exit(1)
 
         key = sweep.train_key(cfg, ds, self.lm.name)
         reused = key in self.trained

@@ -35,9 +35,12 @@ def _groups() -> list[list[SweepConfig]]:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env=ray_executor.runtime_env(), log_to_driver=False)
-    yield
+def cluster(tmp_path_factory):
+    """A local 2-CPU Ray; yields the marker file that makes a worker crash once when it exists."""
+    marker = tmp_path_factory.mktemp("crash") / "once"
+    env = {**ray_executor.runtime_env(), "env_vars": {ray_executor.CRASH_ONCE_ENV: str(marker)}}
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env=env, log_to_driver=False)
+    yield marker
     ray.shutdown()
 
 
@@ -88,16 +91,12 @@ def test_lost_worker_loses_no_finished_cell(cluster, local, datasets, tmp_path):
     # A study interrupted earlier left its first cell in the store.
     first = ray_executor.run_groups_ray([groups[0][:1]], tmp_path, datasets)[0][0]
     stamp = json.loads((first.run_dir / "manifest.json").read_text())["created"]
-    killed = []
-
-    def kill_once(phase: str, done: int, total: int) -> None:
-        if phase.startswith("cell 2/") and not killed:  # a new cell just landed, others are queued on the actor
-            actor = ray.get_actor(ray_executor.ACTOR_PREFIX + TINY_MODEL)
-            ray.kill(actor, no_restart=False)
-            killed.append(phase)
-
-    got = ray_executor.run_groups_ray(groups, tmp_path, datasets, progress=kill_once)
-    assert killed, "the worker was never killed"
+    before = ray.get(ray.get_actor(ray_executor.ACTOR_PREFIX + TINY_MODEL).stats.remote())
+    cluster.write_text("crash")  # the worker dies at the start of its next cell
+    got = ray_executor.run_groups_ray(groups, tmp_path, datasets)
+    assert not cluster.exists(), "the worker never crashed"
+    after = ray.get(ray.get_actor(ray_executor.ACTOR_PREFIX + TINY_MODEL).stats.remote())
+    assert after["pid"] != before["pid"] and after["computed"] == 4  # a restarted worker retried, then did the rest
     _same(got, local)
     assert got[0][0].cached  # the cell finished before the study started was read, not recomputed
     assert json.loads((first.run_dir / "manifest.json").read_text())["created"] == stamp
