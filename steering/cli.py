@@ -97,7 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--predictors", action="store_true", help="per-example predictors of steerability")
     s.add_argument("--split-half", action="store_true", help="split-half stability of the vector")
     s.add_argument("--device", default=None)
-    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    s.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="default: bfloat16 on CUDA, float32 on CPU")
+    s.add_argument("--device-map", default=None, choices=("auto",),
+                   help="spread a model too large for one GPU over this machine's GPUs")
     s.add_argument("--trust-remote-code", action="store_true")
     s.add_argument("--out", default="results")
     side_cli.add_sweep_options(s)
@@ -153,7 +156,8 @@ def _sweep(args) -> int:
     precheck_sweep(args.model, ds.name, args.layers, args.seed, args.device, args.n_train, args.n_test, args.out,
                    train_ex + test_ex)
     with contextlib.redirect_stderr(io.StringIO()):  # no de-quantising progress bars ahead of a one-line error
-        lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+        lm = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                        device_map=args.device_map)
     layers = (parse_layers(args.layers, lm.n_layers) if args.layers is not None
               else [default_layer(args.model, lm.n_layers)])
     cfg = SweepConfig(model=args.model, dataset=args.dataset, data_dir=args.data_dir, layers=layers,

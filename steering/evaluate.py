@@ -100,7 +100,7 @@ def reference_differences(
         at = len(pair.prompt_ids) + pair.read_index
         with lm.lock, capture(lm.blocks) as hs:
             lm.model(input_ids=ids, attention_mask=mask)
-        stacked = torch.stack([h[:, at] for h in hs])  # [layer, 2, d]
+        stacked = torch.stack([h[:, at].to(lm.device) for h in hs])  # [layer, 2, d]; blocks may sit on other GPUs
         pos_acts.append(stacked[:, 0])
         neg_acts.append(stacked[:, 1])
         if progress:

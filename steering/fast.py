@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import devices
 from .hooks import capture
 from .models import LoadedModel
 from .prompts import EncodedPair
@@ -41,7 +43,7 @@ from .scoring import combine_scores, mean_per_token, pad_rows
 
 Progress = Callable[[int, int], None]
 FAST_MODES = ("answer", "generated")
-TOKENS_PER_PASS = 3072  # query tokens per steered pass: large enough to keep the CPU busy, small for memory
+TOKENS_PER_PASS = devices.TOKENS_PER_PASS_CPU  # on CUDA, devices.tokens_per_pass sizes passes from free memory
 
 
 class _Skip(nn.Module):
@@ -163,6 +165,7 @@ def _head(lm: LoadedModel) -> tuple[torch.Tensor, torch.Tensor | None, float | N
 def _logits_at(lm: LoadedModel, h: torch.Tensor, targets: torch.Tensor, full: bool):
     """Selected logits [B, Q] for ``targets`` [B, Q]; with ``full`` also logsumexp over the vocabulary."""
     weight, bias, cap = _head(lm)
+    h, targets = h.to(weight.device), targets.to(weight.device)  # the head may sit on another GPU
     sel = (h * weight[targets]).sum(-1)
     if bias is not None:
         sel = sel + bias[targets]
@@ -176,7 +179,8 @@ def _logits_at(lm: LoadedModel, h: torch.Tensor, targets: torch.Tensor, full: bo
         if cap:
             logits = torch.tanh(logits / cap) * cap
         logz = torch.logsumexp(logits.float(), dim=-1)
-    return sel.float(), logz
+    home = lm.device
+    return sel.float().to(home), (logz.to(home) if logz is not None else None)
 
 
 def _propensity(batch: PromptBatch, sel: torch.Tensor, logz: torch.Tensor | None, metric: str) -> torch.Tensor:
@@ -229,7 +233,7 @@ def _encode_batch(lm: LoadedModel, pairs: Sequence[EncodedPair], index: list[int
     x = lm.model.get_input_embeddings()(batch.suffix_ids)
     with capture(lm.blocks) as hs:
         h = _run_from(lm, batch, 0, x, 1)
-    batch.hidden = torch.stack(hs)  # [L, B, 2S, d]
+    batch.hidden = torch.stack([h.to(dev) for h in hs])  # [L, B, 2S, d], gathered from each block's device
     batch.base_logits, batch.base_logz = _logits_at(lm, h, batch.targets, metric != "logit_diff")
     return batch
 
@@ -239,7 +243,7 @@ def build_cache(
     pairs: Sequence[EncodedPair],
     mode: str = "answer",
     metric: str = "logit_diff",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     padding_side: str = "left",
     progress: Progress | None = None,
 ) -> PromptCache:
@@ -247,6 +251,8 @@ def build_cache(
     if mode not in FAST_MODES:
         raise FastPathUnsupported(f"position mode '{mode}' changes the prompt's own states; use the reference path")
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].prompt_ids))
+    if batch_size is None:  # 16 on CPU; from free memory on CUDA
+        batch_size = devices.prompts_per_batch(lm, max((len(p.prompt_ids) for p in pairs), default=1))
     batches = []
     if progress:
         progress(0, len(order))
@@ -284,6 +290,8 @@ def _steered(lm: LoadedModel, batch: PromptBatch, layer: int, vector: torch.Tens
     mult = torch.tensor(multipliers, dtype=base.dtype, device=base.device)
     delta = mult.view(R, 1, 1) * where.view(1, 2 * S, 1) * vector.to(base.device, base.dtype).view(1, 1, -1)
     x = (base.unsqueeze(1) + delta.unsqueeze(0)).reshape(base.shape[0], R * 2 * S, -1)
+    if layer + 1 < lm.n_layers:  # start on the first block that runs (device_map: maybe another GPU)
+        x = devices.to_block(x, lm, layer + 1)
     h = _run_from(lm, batch, layer + 1, x, R)
     sel, logz = _logits_at(lm, h, batch.targets.repeat(1, R), metric != "logit_diff")
     return _propensity(batch, sel, logz, metric)
@@ -310,6 +318,7 @@ def grid(
     out = np.zeros((cache.n, len(layers), len(multipliers)))
     steered = [k for k, m in enumerate(multipliers) if m != 0]
     total, done = len(cache.batches) * len(layers), 0
+    per_pass = devices.tokens_per_pass(lm)
     if progress:
         progress(0, total)
     for number, b in enumerate(cache.batches):
@@ -321,7 +330,7 @@ def grid(
                 progress(done, total)
             continue
         base = _propensity(b, b.base_logits, b.base_logz, cache.metric).squeeze(1).cpu().numpy()
-        R = max(1, min(len(steered), TOKENS_PER_PASS // max(1, len(idx) * 2 * b.S)))
+        R = max(1, min(len(steered), per_pass // max(1, len(idx) * 2 * b.S)))
         for j, layer in enumerate(layers):
             out[idx, j, :] = base[:, None]  # multiplier 0 is the unsteered pass
             for c in range(0, len(steered), R):
@@ -342,7 +351,7 @@ def slider(lm: LoadedModel, cache: PromptCache, layer: int, vector: torch.Tensor
     return grid(lm, cache, {layer: vector}, [layer], [multiplier])[:, 0, 0]
 
 
-def check_fast_path(lm: LoadedModel, tol: float = 1e-2) -> bool:
+def check_fast_path(lm: LoadedModel, tol: float | None = None) -> bool:
     """Compare the fast path with the reference once per model; remember the verdict.
 
     A family whose blocks cannot be skipped this way (e.g. one that adds
@@ -351,6 +360,9 @@ def check_fast_path(lm: LoadedModel, tol: float = 1e-2) -> bool:
     """
     if lm.fast_ok is not None:
         return lm.fast_ok
+    if devices.offloaded(lm):  # the head and skipped blocks are read directly: meta placeholders would be wrong
+        return _fall_back(lm, "weights are offloaded to CPU/disk")
+    tol = tol if tol is not None else devices.FAST_TOLERANCE.get(lm.dtype, 1e-2)
     from .evaluate import reference_propensity  # the oracle, only for this self-check
     from .prompts import encode_pair
 
@@ -371,8 +383,17 @@ def check_fast_path(lm: LoadedModel, tol: float = 1e-2) -> bool:
         if math.isfinite(fast) and abs(fast - ref) <= tol * max(1.0, abs(ref)):
             ok = True
             break
-    lm.fast_ok = ok
-    return ok
+    if not ok:
+        return _fall_back(lm, f"it disagrees with the reference here beyond {tol:g} (relative)")
+    lm.fast_ok = True
+    return True
+
+
+def _fall_back(lm: LoadedModel, why: str) -> bool:
+    lm.fast_ok = False
+    lm.fast_note = f"fast path off for {lm.name}: {why}; using the reference path (same numbers, slower)"
+    warnings.warn(lm.fast_note, stacklevel=3)
+    return False
 
 
 class CacheStore:

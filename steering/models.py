@@ -102,6 +102,7 @@ class LoadedModel:
     # and which attention-mask form the family's forward takes.
     fast_ok: bool | None = None
     mask_style: str = "tensor"
+    fast_note: str = ""  # why the fast path is off, when it is
 
     @property
     def n_layers(self) -> int:
@@ -181,12 +182,20 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def load_model(
     name: str = DEFAULT_MODEL,
     device: str | None = None,
-    dtype: str = "float32",
+    dtype: str | None = None,
     trust_remote_code: bool = False,
+    device_map: str | None = None,
 ) -> LoadedModel:
-    """Load a model by registry name, HF id, local directory or ``.gguf`` path."""
+    """Load a model by registry name, HF id, local directory or ``.gguf`` path.
+
+    ``dtype`` None: bfloat16 on CUDA, float32 on CPU. ``device_map="auto"`` spreads a model too large
+    for one GPU over the machine's GPUs (accelerate); the fast path follows its blocks' devices.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .devices import default_dtype
+
+    dtype = dtype or default_dtype(pick_device(device))
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
     torch_dtype = DTYPES[dtype]
@@ -224,7 +233,8 @@ def load_model(
             model, tokenizer = load_gguf(Path(source) / kwargs["gguf_file"], torch_dtype, trust_remote_code)
         else:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+            placement = {"device_map": device_map} if device_map else {}
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement, **kwargs)
     except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways (struct.error, EOFError, ...)
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise ModelError(f"cannot load model '{name}': {first or type(e).__name__}") from e
@@ -232,9 +242,19 @@ def load_model(
 
 
 def wrap_model(model: nn.Module, tokenizer, name: str, device: torch.device | None = None) -> LoadedModel:
-    """Put a ready model in eval mode on its device and find its blocks."""
-    device = device or next(model.parameters()).device
-    model = model.to(device).eval()
+    """Put a ready model in eval mode on its device and find its blocks.
+
+    A model accelerate dispatched (``device_map``) stays where it is: ``device`` is then where its
+    inputs go, the execution device of its embeddings.
+    """
+    from .devices import execution_device
+
+    if getattr(model, "hf_device_map", None) or any(hasattr(m, "_hf_hook") for m in model.modules()):
+        device = execution_device(model.get_input_embeddings(), device or torch.device("cpu"))
+        model = model.eval()
+    else:
+        device = device or next(model.parameters()).device
+        model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     if tokenizer.pad_token_id is None:

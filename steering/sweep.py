@@ -161,8 +161,14 @@ class RunOutputs:
 
 
 def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path | None = "results",
-                progress: PhaseProgress | None = None, caches: fast.CacheStore | None = None) -> RunOutputs:
-    """Train (or reuse) the vectors and evaluate the grid; with ``out``, resume from and save partial work."""
+                progress: PhaseProgress | None = None, caches: fast.CacheStore | None = None,
+                vectors: dict[int, torch.Tensor] | None = None) -> RunOutputs:
+    """Train (or reuse) the vectors and evaluate the grid; with ``out``, resume from and save partial work.
+
+    ``vectors``: every layer's vectors already trained for these training settings (a Ray worker's
+    memo, so a group trains once without a shared disk); training is then skipped.
+    """
+    given = vectors
     layers = cfg.layers if cfg.layers is not None else list(range(lm.n_layers))
     cfg.validate(lm.n_layers)
     settings = settings_of(cfg, ds, layers)
@@ -182,7 +188,8 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
         except Exception:  # noqa: BLE001 - damaged partial vectors are trained again
             partial.clear()
     if vectors is None or sorted(vectors) != sorted(layers):
-        all_vectors, reused = trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress, keep)
+        all_vectors, reused = (given, True) if given is not None else \
+            trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress, keep)
         vectors = {l: all_vectors[l] for l in layers}
         if partial is not None:
             partial.dir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +221,7 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
         # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
         "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
         "vectors_reused": reused, "train_key": train_key(cfg, ds, lm.name),
+        **({"path_note": lm.fast_note} if lm.fast_note else {}),
     }
     if diag is not None:
         manifest["diagnostics"] = diag.summary

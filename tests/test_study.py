@@ -101,7 +101,7 @@ def test_bad_specs(tmp_path, capsys):
         ["--datasets", "nope-dataset"],
         ["--datasets", "optimism-demo", "--n-train", "100"],
         ["--datasets", "optimism-demo", "--variants", "sideways"],
-        ["--datasets", "optimism-demo", "--executor", "ray"],
+        ["--datasets", "optimism-demo", "--executor", "ray", "--ray-address", "127.0.0.1:9"],
     ):
         rc = cli.main(
             [
@@ -126,7 +126,8 @@ def test_bad_specs(tmp_path, capsys):
     assert not (out / "studies" / "bad").exists()
 
 
-def test_ray_executor_missing_is_one_clear_error():
+def test_ray_executor_missing_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(executors.importlib.util, "find_spec", lambda name: None)  # as without steering.ray_executor
     with pytest.raises(SweepError, match="ray executor is not installed"):
         executors.run_groups([], "x", {}, executor="ray")
     with pytest.raises(SweepError, match="unknown executor"):
