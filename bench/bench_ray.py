@@ -33,8 +33,15 @@ from steering.testing import TINY_MODEL, smollm2_tokenizer, tiny_random_model  #
 
 def groups() -> list[list[SweepConfig]]:
     def cell(train, test):
-        return SweepConfig(model=TINY_MODEL, dataset="corrigibility-demo", layers=[0, 1, 2, 3], n_train=16,
-                           n_test=12, train_variant=train, test_variant=test)
+        return SweepConfig(
+            model=TINY_MODEL,
+            dataset="corrigibility-demo",
+            layers=[0, 1, 2, 3],
+            n_train=16,
+            n_test=12,
+            train_variant=train,
+            test_variant=test,
+        )
 
     return [[cell(tr, te) for te in ("BASE", "SYS_NEG", "USER_POS")] for tr in ("BASE", "SYS_POS")]
 
@@ -86,11 +93,15 @@ def main() -> int:
                 for name in ("propensities", "steerability"):
                     pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
     print("6-cell study, tiny model, 4 layers x 7 multipliers, 16 train / 12 test items per cell")
-    print(f"local ({how}, model loaded once, torch threads {torch.get_num_threads()}): {t_local:6.2f} s, "
-          f"again (fresh store) {t_local_warm:6.2f} s")
+    print(
+        f"local ({how}, model loaded once, torch threads {torch.get_num_threads()}): {t_local:6.2f} s, "
+        f"again (fresh store) {t_local_warm:6.2f} s"
+    )
     print(f"ray cluster start (ray.init{' ' + args.address if args.address else ', 2 CPUs'}): {t_init:6.2f} s")
     print(f"ray, first study (actor start + model load + 6 cells): {t_ray:6.2f} s = {t_ray / t_local:.2f}x local")
-    print(f"ray, same study on the warm actor (fresh store): {t_warm:6.2f} s = {t_warm / t_local_warm:.2f}x local again")
+    print(
+        f"ray, same study on the warm actor (fresh store): {t_warm:6.2f} s = {t_warm / t_local_warm:.2f}x local again"
+    )
     print("tables identical: yes")
     return 0
 

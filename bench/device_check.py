@@ -38,13 +38,21 @@ def random_smollm(tokenizer_dir: str, device: torch.device):
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                      num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    )
     return wrap_model(LlamaForCausalLM(cfg), tok, "random-smollm2-shape", device)
 
 
-LLAMA2_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                 num_key_value_heads=32)
+LLAMA2_7B = dict(
+    hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32
+)
 TOY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2)
 
 
@@ -83,37 +91,47 @@ def large_model_check(args) -> int:
     lm = random_llama(TOY if toy else LLAMA2_7B, device, dtype, f"random-{args.random_like}-shape")
     sync(device)
     n_params = sum(p.numel() for p in lm.model.parameters())
-    print(f"{lm.name}: {n_params / 1e9:.2f} B parameters, {lm.n_layers} layers, {lm.dtype}, on {device} "
-          f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}), built in {time.perf_counter() - t:.1f} s")
+    print(
+        f"{lm.name}: {n_params / 1e9:.2f} B parameters, {lm.n_layers} layers, {lm.dtype}, on {device} "
+        f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}), built in {time.perf_counter() - t:.1f} s"
+    )
     print(f"fast path self-check: {fast.check_fast_path(lm)} (tolerance {FAST_TOLERANCE.get(lm.dtype)} relative)")
     ds = load_dataset("corrigibility-demo")
     pairs = [encode_example(lm.tokenizer, e, "BASE", ds.name) for e in ds.examples]
     n = min(args.n, len(pairs) - 16)
     train, test = pairs[:16], pairs[16 : 16 + n]
-    print(f"batch sizes from free memory: {tokens_per_pass(lm)} query tokens per steered pass, "
-          f"{prompts_per_batch(lm, max(len(p.prompt_ids) for p in test))} prompts per cache batch")
+    print(
+        f"batch sizes from free memory: {tokens_per_pass(lm)} query tokens per steered pass, "
+        f"{prompts_per_batch(lm, max(len(p.prompt_ids) for p in test))} prompts per cache batch"
+    )
     vectors = train_vectors(lm, train, SweepConfig(dataset=ds.name))
     layers, mults = list(range(lm.n_layers)), list(DEFAULT_MULTIPLIERS)
     sub_layers = [1, lm.n_layers // 2, lm.n_layers - 2]
     got = fast.grid(lm, fast.build_cache(lm, test[:6]), vectors, sub_layers, mults)
     ref = evaluate.reference_grid(lm, test[:6], vectors, sub_layers, mults, "answer")
     bound = (FAST_TOLERANCE.get(lm.dtype, 1e-2) * np.maximum(1.0, np.abs(ref))).min()
-    print(f"fast vs reference, 6 items x {len(sub_layers)} layers x {len(mults)} multipliers: max |diff| "
-          f"{np.abs(got - ref).max():.3g} (max |propensity| {np.abs(ref).max():.3g}; tolerance >= {bound:.3g})")
+    print(
+        f"fast vs reference, 6 items x {len(sub_layers)} layers x {len(mults)} multipliers: max |diff| "
+        f"{np.abs(got - ref).max():.3g} (max |propensity| {np.abs(ref).max():.3g}; tolerance >= {bound:.3g})"
+    )
     for label in ("cold", "warm"):
         sync(device)
         t = time.perf_counter()
         fast.grid(lm, fast.build_cache(lm, test), vectors, layers, mults)
         sync(device)
         t_fast = time.perf_counter() - t
-        print(f"fast, full sweep ({label}): {lm.n_layers} layers x {len(mults)} multipliers x {n} items: {t_fast:.2f} s")
+        print(
+            f"fast, full sweep ({label}): {lm.n_layers} layers x {len(mults)} multipliers x {n} items: {t_fast:.2f} s"
+        )
     k = 3  # the reference on a few items, every cell, extrapolated to all n
     sync(device)
     t = time.perf_counter()
     evaluate.reference_grid(lm, test[:k], vectors, layers, mults, "answer")
     sync(device)
     t_ref = (time.perf_counter() - t) * n / k
-    print(f"reference loop (measured on {k} items, scaled to {n}): ~{t_ref:.0f} s = {t_ref / t_fast:.0f}x the fast path")
+    print(
+        f"reference loop (measured on {k} items, scaled to {n}): ~{t_ref:.0f} s = {t_ref / t_fast:.0f}x the fast path"
+    )
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         print(f"GPU memory peak: {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB of {total / 2**30:.0f} GiB")
@@ -140,8 +158,10 @@ def main() -> int:
         return large_model_check(args)
     device = pick_device(args.device)
     lm = random_smollm(args.tokenizer, device) if args.random_like else load_model(args.model, device=str(device))
-    print(f"{lm.name} on {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}), "
-          f"fast path self-check: {fast.check_fast_path(lm)}")
+    print(
+        f"{lm.name} on {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}), "
+        f"fast path self-check: {fast.check_fast_path(lm)}"
+    )
     ds = load_dataset("corrigibility-demo")
     pairs = [encode_example(lm.tokenizer, e, "BASE", ds.name) for e in ds.examples]
     train, test = pairs[:16], pairs[16 : 16 + args.n]
@@ -150,9 +170,11 @@ def main() -> int:
     for mode in fast.FAST_MODES:
         got = fast.grid(lm, fast.build_cache(lm, test[:8], mode=mode), vectors, layers, mults)
         ref = evaluate.reference_grid(lm, test[:8], vectors, layers, mults, mode)
-        print(f"mode {mode:9}: max |fast - reference| = {np.abs(got - ref).max():.2e} "
-              f"over 8 examples x {len(layers)} layers x {len(mults)} multipliers (max |propensity| "
-              f"{np.abs(ref).max():.1f})")
+        print(
+            f"mode {mode:9}: max |fast - reference| = {np.abs(got - ref).max():.2e} "
+            f"over 8 examples x {len(layers)} layers x {len(mults)} multipliers (max |propensity| "
+            f"{np.abs(ref).max():.1f})"
+        )
     all_layers = list(range(lm.n_layers))
     for _ in range(2):  # second round is warm
         sync(device)
@@ -167,10 +189,12 @@ def main() -> int:
         sync(device)
         t_floor_unbatched = time.perf_counter() - t
     per_pass = t_floor_unbatched / len(test)
-    print(f"all {lm.n_layers} layers x {len(mults)} multipliers, {len(test)} examples: fast {t_fast:.2f} s; "
-          f"one unbatched unsteered pass per example {per_pass * 1000:.1f} ms, so the reference loop would take "
-          f"~{per_pass * len(test) * len(all_layers) * len(mults):.0f} s "
-          f"({per_pass * len(test) * len(all_layers) * len(mults) / t_fast:.0f}x the fast path)")
+    print(
+        f"all {lm.n_layers} layers x {len(mults)} multipliers, {len(test)} examples: fast {t_fast:.2f} s; "
+        f"one unbatched unsteered pass per example {per_pass * 1000:.1f} ms, so the reference loop would take "
+        f"~{per_pass * len(test) * len(all_layers) * len(mults):.0f} s "
+        f"({per_pass * len(test) * len(all_layers) * len(mults) / t_fast:.0f}x the fast path)"
+    )
     return 0
 
 
