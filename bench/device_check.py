@@ -93,7 +93,8 @@ def large_model_check(args) -> int:
     n_params = sum(p.numel() for p in lm.model.parameters())
     print(
         f"{lm.name}: {n_params / 1e9:.2f} B parameters, {lm.n_layers} layers, {lm.dtype}, on {device} "
-        f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}), built in {time.perf_counter() - t:.1f} s"
+        f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}), "
+        f"built in {time.perf_counter() - t:.1f} s"
     )
     print(f"fast path self-check: {fast.check_fast_path(lm)} (tolerance {FAST_TOLERANCE.get(lm.dtype)} relative)")
     ds = load_dataset("corrigibility-demo")
