@@ -461,8 +461,8 @@ def _candidates(root: Path) -> Iterator[tuple[str, Path]]:
         rel = path.relative_to(root).parts
         if any(p.startswith(".") for p in rel) or path.suffix.lower() not in EXTENSIONS or not path.is_file():
             continue
-        if root == BUNDLED_DIR and rel[0] in NOT_CONCEPTS:
-            continue
+        if root == BUNDLED_DIR and (len(rel) == 1 or rel[0] in NOT_CONCEPTS):
+            continue  # data/*.json are registries (sources, paper datasets); mc/ and neutral/ are not concepts
         pair = _caa_pair(path)
         if pair and path == pair[1]:
             continue  # the test half is listed through its generate file

@@ -360,3 +360,12 @@ def test_balanced_training_split_has_equal_letters_and_stays_disjoint():
                          "skewed.jsonl")
     with pytest.raises(DatasetError, match="positive-is-B"):
         split_dataset(skewed, 4, 0, seed=0, balance_train=True)
+
+
+def test_the_bundled_data_lists_only_concepts():
+    """Registries (data/*.json) and side-effect data (data/mc, data/neutral) are neither concepts nor 'unreadable'."""
+    from steering.datasets import list_unreadable
+
+    names = {info.name for info in list_datasets(None)}
+    assert "corrigibility-demo" in names and not names & {"sources", "paper_datasets", "general-knowledge"}
+    assert list_unreadable(None) == []
