@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
+from . import metrics
 from .metrics import anti_steerable
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile: the per-item null band is mean +- Z95 * std
@@ -55,14 +55,7 @@ def cosine(a, b) -> float:
 
 def spearman_rho(x, y) -> float:
     """Spearman rank correlation of two samples (nan when one is constant)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3:
-        return float("nan")
-    rx, ry = rankdata(x[ok]), rankdata(y[ok])
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
-    return float(rx @ ry / denom) if denom > 0 else float("nan")
+    return metrics.spearman_rho(x, y)
 
 
 def own_cos_proj(differences: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

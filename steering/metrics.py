@@ -56,6 +56,19 @@ def anti_steerable(slopes) -> np.ndarray:
     return ~(np.asarray(slopes, dtype=float) > 0)
 
 
+def spearman_rho(x, y) -> float:
+    """Spearman's rho of two samples (average ranks for ties); nan with fewer than three finite pairs
+    or a constant side."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 3:
+        return float("nan")
+    rx, ry = rankdata(x[keep]), rankdata(y[keep])
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float(rx @ ry / denom) if denom > 0 else float("nan")
+
+
 def per_example(multipliers, propensities: np.ndarray) -> dict[str, np.ndarray]:
     """Per row: slope, intercept, rmse, spearman, anti_steerable, and baseline
     (the propensity at multiplier 0, else the fit's intercept)."""

@@ -50,20 +50,9 @@ def dataset_rows(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    return metrics._ranks(np.asarray(x, dtype=float)[None, :])[0]
-
-
 def spearman(x, y) -> float:
     """Spearman's rho (average ranks for ties; nan with fewer than three points or a constant side)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) < 3:
-        return float("nan")
-    rx, ry = _ranks(x) - (len(x) + 1) / 2, _ranks(y) - (len(y) + 1) / 2
-    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
-    return float(rx @ ry / denom) if denom > 0 else float("nan")
+    return metrics.spearman_rho(x, y)
 
 
 def pair_name(train: str, test: str) -> str:

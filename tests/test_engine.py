@@ -359,3 +359,13 @@ def test_vectors_train_once_per_training_settings_and_serve_every_test_variant(t
     sweep.run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[1], n_train=8, n_test=6, seed=1),
                     lm=tiny_llama, out=tmp_path)
     assert len(calls) == 2
+
+
+def test_spearman_rho_of_two_samples_matches_scipy():
+    from steering.metrics import spearman_rho
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=20), rng.normal(size=20)
+    y[:5] = y[0]  # ties
+    assert spearman_rho(x, y) == pytest.approx(scipy.stats.spearmanr(x, y).statistic)
+    assert np.isnan(spearman_rho([1, 2], [3, 4])) and np.isnan(spearman_rho([1, 2, 3], [5, 5, 5]))
