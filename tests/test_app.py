@@ -26,6 +26,7 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setenv("STEERING_MODEL", "tiny-random")
     monkeypatch.setenv("STEERING_RESULTS", str(tmp_path / "results"))
     monkeypatch.delenv("STEERING_DATA_DIR", raising=False)
+    monkeypatch.delenv("STEERING_DEMO", raising=False)
     return tmp_path / "results"
 
 

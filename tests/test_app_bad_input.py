@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import app_env  # noqa: F401 - the shared autouse fixture (tiny model, temporary store)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 10, 8
@@ -18,15 +19,6 @@ DEFAULT_GRID = [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
 def item(i: int, question: str | None = None) -> dict:
     return {"question": (question or f"Q{i}?") + "\n\nChoices:\n (A) yes\n (B) no",
             "answer_matching_behavior": " (A)" if i % 2 else " (B)"}
-
-
-@pytest.fixture(autouse=True)
-def app_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("STEERING_MODEL", "tiny-random")
-    monkeypatch.setenv("STEERING_RESULTS", str(tmp_path / "results"))
-    monkeypatch.delenv("STEERING_DATA_DIR", raising=False)
-    monkeypatch.delenv("STEERING_DEMO", raising=False)
-    return tmp_path / "results"
 
 
 def new_app(**state) -> AppTest:

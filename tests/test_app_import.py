@@ -8,16 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import app_env  # noqa: F401 - the shared autouse fixture (tiny model, temporary store)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def app_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("STEERING_MODEL", "tiny-random")
-    monkeypatch.setenv("STEERING_RESULTS", str(tmp_path / "results"))
-    monkeypatch.delenv("STEERING_DATA_DIR", raising=False)
-    return tmp_path / "results"
 
 
 def _clean(at: AppTest) -> None:
