@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from .hooks import POSITION_MODES
+from .models import DEFAULT_MODEL
 from .prompts import DEFAULT_SYSTEM, VARIANTS
 from .scoring import METRICS
 from .vectors import AGGREGATORS
@@ -35,7 +36,7 @@ class SweepError(ValueError):
 
 @dataclass
 class SweepConfig:
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     dataset: str = ""
     data_dir: str | None = None
     layers: list[int] | None = None  # None: all layers

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from .config import CHOICES, DEFAULT_AGGREGATOR, DEFAULT_N_TEST, DEFAULT_N_TRAIN, DEFAULT_VARIANT, SweepConfig
+from .models import DEFAULT_MODEL
 from .side_effects import SideEffectsConfig
 from .tradeoff import DEFAULT_KL_BUDGET, describe
 
@@ -57,7 +58,7 @@ def report(args, lm, result, ds, progress) -> None:
 
 def add_entanglement(sub) -> None:
     e = sub.add_parser("entanglement", help="cross-concept matrix: X's vector measured on Y's test items")
-    e.add_argument("--model", default="smollm2-135m")
+    e.add_argument("--model", default=DEFAULT_MODEL)
     e.add_argument("--datasets", required=True, help="comma-separated concept names or files (at least two)")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--layer", type=int, required=True)
