@@ -6,7 +6,8 @@ import streamlit as st
 from steering import entanglement as ent
 from steering import figures, side_figures, tradeoff
 from steering.side_effects import SideEffectsConfig
-from ui import page, runs, side, state, views
+from steering.study import list_studies
+from ui import page, runs, side, state, studies, views
 
 COSTS = {"kl": "KL on neutral text", "ppl_ratio": "perplexity ratio", "mc_drop": "capability drop"}
 
@@ -30,7 +31,8 @@ def recommendation(ctx: state.Context, df) -> dict:
     if rec["found"]:
         c = st.columns(4)
         c[0].metric("Recommended", f"layer {rec['layer']}, × {rec['multiplier']:g}",
-                    help="Largest gain on the validation part of the training split within the KL budget.")
+                    help="Largest gain within the KL budget on the validation part of the training split, "
+                         "measured with a vector fitted on the rest of the training split.")
         c[1].metric("Gain on test (honest)", f"{rec['test_gain']:.3g}", help="Mean propensity shift vs multiplier 0.")
         c[2].metric("Gain if chosen on test", f"{rec['test_chosen_gain']:.3g}",
                     delta=f"+{rec['overestimate']:.3g} overestimate", delta_color="inverse")
@@ -41,32 +43,57 @@ def recommendation(ctx: state.Context, df) -> dict:
 
 def entanglement_section(ctx: state.Context) -> None:
     st.subheader("Entanglement: does X's vector move Y?")
-    choices = state.dataset_choices(state.get("data_dir"))
-    paths = {c.label: c.key for c in choices if not c.key.startswith("upload:")}
-    default = [l for l in paths][:3]
-    picked = st.multiselect("Concepts (at least two; each is trained with the sidebar settings)", list(paths),
-                            default=default, key="w_ent_concepts")
+    found = [s["name"] for s in list_studies(state.results_dir())]
+    source = st.radio("Concepts from", ["a list", "a stored study"] if found else ["a list"], horizontal=True,
+                      key="w_ent_source")
     mult = st.number_input("Multiplier", value=1.0, step=0.5, key="w_ent_mult")
-    ready = len(picked) >= 2 and mult != 0
-    clicked = st.button(f"Compute the matrix at layer {ctx.layer}", key="ent_compute", disabled=not ready)
-    df = side.entanglement(ctx, [paths[p] for p in picked], float(mult), clicked) if ready else None
+    if source == "a stored study":
+        study = studies.load(st.selectbox("Study", found, key="w_ent_study"))
+        c = st.columns(2)
+        model = c[0].selectbox("Model", study.spec.models, key="w_ent_model")
+        pair = c[1].selectbox("Variant pair", [tuple(p) for p in study.spec.variants], format_func=studies.pair_label,
+                              key="w_ent_pair")
+        layer = study.layer(model)
+        clicked = st.button(f"Compute the matrix over the study's {len(study.meta['dataset_paths'])} concepts at "
+                            f"layer {layer}", key="ent_compute_study", disabled=mult == 0)
+        try:
+            df = side.study_entanglement(study, model, pair, float(mult), clicked) if mult != 0 else None
+        except ValueError as e:  # e.g. a study of one concept
+            st.error(str(e))
+            return
+    else:
+        choices = state.dataset_choices(state.get("data_dir"))
+        paths = {c.label: c.key for c in choices if not c.key.startswith("upload:")}
+        default = [l for l in paths][:3]
+        picked = st.multiselect("Concepts (at least two; each is trained with the sidebar settings)", list(paths),
+                                default=default, key="w_ent_concepts")
+        layer = ctx.layer
+        ready = len(picked) >= 2 and mult != 0
+        clicked = st.button(f"Compute the matrix at layer {layer}", key="ent_compute", disabled=not ready)
+        df = side.entanglement(ctx, [paths[p] for p in picked], float(mult), clicked) if ready else None
     if df is None:
         st.caption("Rows steer with concept X's vector; columns measure the mean propensity shift on concept Y's test "
-                   "items, divided by Y's own vector's shift (the diagonal is 1). Studies are not read here yet.")
+                   "items, divided by Y's own vector's shift (the diagonal is 1). From a study, its settings and "
+                   "layer are used and the vectors its runs trained are read from the store.")
         return
-    views.chart(side_figures.entanglement(ent.matrix(df), ctx.layer, float(mult)), key="ent_heatmap")
+    views.chart(side_figures.entanglement(ent.matrix(df), layer, float(mult)), key="ent_heatmap")
 
 
 def body(ctx: state.Context) -> None:
     result = runs.stored(ctx, "all") or views.result_or_compute(ctx)
-    if result is None:
-        return
+    if result is not None:
+        run_section(ctx, result)
+    entanglement_section(ctx)  # needs no run of the sidebar's concept
+
+
+def run_section(ctx: state.Context, result) -> None:
     se = settings_form()
     df = side.stored(result)
     if df is None:
         st.info(f"Side effects of this run ({len(result.layers)} layer(s)) are not computed yet: KL and perplexity on "
                 f"{se.n_texts} neutral texts at every layer × multiplier, capability on {se.n_mc} "
-                "multiple-choice items, and the behaviour gain on a validation part of the training split.")
+                "multiple-choice items, and the behaviour gain on a validation part of the training split (held out "
+                "of a vector refitted on the rest).")
         if st.button("Compute side effects", type="primary", key="se_compute"):
             side.compute(ctx, result, se)
             st.rerun()
@@ -92,7 +119,6 @@ def body(ctx: state.Context) -> None:
             layer = rec["layer"] if rec.get("found") else fallback
             views.chart(side_figures.capability(df, layer), key="se_capability")
         st.caption(f"Settings: {result.manifest.get('side_effects', {}).get('settings', {})}")
-    entanglement_section(ctx)
 
 
 page.run("Side effects", body)

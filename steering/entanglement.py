@@ -5,7 +5,8 @@ The matrix normalises each column by Y's own shift: M[X, Y] = shift[X, Y] / shif
 diagonal is 1 and an off-diagonal 1 means X's vector moves Y as much as Y's own vector does.
 
 Works from a list of concepts (each trained with the sweep machinery; its run is stored and
-reused). Studies (``steering.study``) are not read here yet.
+reused) or from a stored study (``from_study``: its concepts, layer and settings, so the vectors its
+cells trained are read from the store, not trained again).
 """
 
 from __future__ import annotations
@@ -106,6 +107,29 @@ def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: Swe
     os.replace(tmp, path)
     (path.with_suffix(".json")).write_text(json.dumps({"datasets": [d.name for d in loaded], "key": key}))
     return df
+
+
+def from_study(study, model: str | None = None, pair: tuple[str, str] | None = None
+               ) -> tuple[list[str], int, SweepConfig]:
+    """A stored study's concepts, layer and settings for one of its models and variant pairs (default: the
+    first of each): the arguments ``entanglement`` needs to reuse the study's runs."""
+    spec = study.spec
+    model = model or spec.models[0]
+    if model not in spec.models:
+        raise ValueError(f"model '{model}' is not in study '{spec.name}' (it has {', '.join(spec.models)})")
+    pair = tuple(pair) if pair else tuple(spec.variants[0])
+    if pair not in [tuple(p) for p in spec.variants]:
+        have = ", ".join(":".join(p) for p in spec.variants)
+        raise ValueError(f"variant pair {':'.join(pair)} is not in study '{spec.name}' (it has {have})")
+    if len(study.meta.get("dataset_paths", {})) < 2:
+        raise ValueError(f"study '{spec.name}' has fewer than two concepts: entanglement needs at least two")
+    layer = study.layer(model)
+    data_dir = study.meta.get("data_dir_abs") or spec.data_dir
+    # A stored path when it is still there (files given by path), else the name, found in the data directory.
+    datasets = [path if path and Path(path).is_file() else name
+                for name, path in study.meta["dataset_paths"].items()]
+    base = replace(spec.config(model, "", pair, layer), data_dir=data_dir)
+    return datasets, layer, base
 
 
 def matrix(df: pd.DataFrame, column: str = "normalised") -> pd.DataFrame:

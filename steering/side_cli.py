@@ -58,10 +58,13 @@ def report(args, lm, result, ds, progress) -> None:
 
 def add_entanglement(sub) -> None:
     e = sub.add_parser("entanglement", help="cross-concept matrix: X's vector measured on Y's test items")
-    e.add_argument("--model", default=DEFAULT_MODEL)
-    e.add_argument("--datasets", required=True, help="comma-separated concept names or files (at least two)")
+    e.add_argument("--study", default=None, help="a stored study: its concepts, layer and settings (the vectors "
+                                                 "its cells trained are reused); --model/--pair pick within it")
+    e.add_argument("--pair", default=None, help="with --study: the variant pair TRAIN:TEST (default: its first)")
+    e.add_argument("--model", default=None, help=f"default: {DEFAULT_MODEL}, or the study's first model")
+    e.add_argument("--datasets", default=None, help="comma-separated concept names or files (at least two)")
     e.add_argument("--data-dir", default=None)
-    e.add_argument("--layer", type=int, required=True)
+    e.add_argument("--layer", type=int, default=None, help="required without --study")
     e.add_argument("--multiplier", type=float, default=1.0)
     e.add_argument("--n-train", type=int, default=DEFAULT_N_TRAIN)
     e.add_argument("--n-test", type=int, default=DEFAULT_N_TEST)
@@ -71,28 +74,47 @@ def add_entanglement(sub) -> None:
     e.add_argument("--out", default="results")
 
 
-def entanglement_main(args, progress) -> int:
-    from .entanglement import entanglement, matrix
-    from .models import load_model
+def _from_args(args) -> tuple[str, list[str], int, SweepConfig]:
+    """(model, concepts, layer, settings) from --study or from --datasets/--layer and the split options."""
+    from .datasets import load_dataset, split_dataset
+    from .entanglement import from_study
 
+    if args.study:
+        if args.datasets or args.layer is not None:
+            raise ValueError("give either --study or --datasets/--layer, not both")
+        from .study import load_study
+
+        pair = tuple(args.pair.split(":")) if args.pair else None
+        names, layer, base = from_study(load_study(args.out, args.study), args.model, pair)
+        return base.model, names, layer, base
+    if not args.datasets or args.layer is None:
+        raise ValueError("entanglement needs --datasets A,B,... and --layer L, or --study NAME")
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if len(names) < 2:
         raise ValueError("entanglement needs at least two concepts, e.g. --datasets A,B")
     if args.n_train < 1 or args.n_test < 1:
         raise ValueError("n_train and n_test must be at least 1")
-    from .datasets import load_dataset, split_dataset
-
     for n in names:  # cheap checks before loading the model
         split_dataset(load_dataset(n, args.data_dir), args.n_train, args.n_test, args.seed)
-    lm = load_model(args.model)
-    base = SweepConfig(model=args.model, data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test,
+    model = args.model or DEFAULT_MODEL
+    base = SweepConfig(model=model, data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test,
                        seed=args.seed, aggregator=args.aggregator, train_variant=args.variant,
                        test_variant=args.variant)
-    df = entanglement(lm, names, args.layer, base, args.out, args.multiplier, progress)
+    return model, names, args.layer, base
+
+
+def entanglement_main(args, progress) -> int:
+    from .entanglement import entanglement, matrix
+    from .models import load_model
+
+    model, names, layer, base = _from_args(args)
+    lm = load_model(model)
+    df = entanglement(lm, names, layer, base, args.out, args.multiplier, progress)
     if hasattr(progress, "close"):
         progress.close()
     m = matrix(df)
-    print(f"entanglement on {lm.name}, layer {args.layer}, multiplier {args.multiplier:g}: rows = steered with X, "
+    source = f" (study {args.study}, {base.train_variant}->{base.test_variant})" if args.study else ""
+    print(f"entanglement on {lm.name}{source}, layer {layer}, multiplier {args.multiplier:g}: rows = steered with X, "
           f"columns = shift on Y's test items / Y's own shift")
     width = max(len(n) for n in m.index)
     print(" " * width + "".join(f" {j:>8}" for j in range(len(m.columns))))

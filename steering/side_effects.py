@@ -38,7 +38,7 @@ class SideEffectsConfig:
     n_texts: int = 4  # a subset of the bundled set keeps a 30-layer sweep affordable on a 2-core CPU
     text_tokens: int = 64  # each text cut to this many tokens
     n_mc: int = 40
-    val_frac: float = 0.25  # the last part of the training split, used to choose the recommendation
+    val_frac: float = 0.25  # the last part of the training split: held out of a refit vector, to choose on
     kl_budget: float = tradeoff.DEFAULT_KL_BUDGET
 
     def validate(self) -> None:
@@ -71,16 +71,32 @@ def capability(lm: LoadedModel, mc: Dataset, n: int, vectors, layers, cfg,
     return (lp > 0).mean(0), (1 / (1 + np.exp(-lp))).mean(0)
 
 
-def validation_propensities(lm: LoadedModel, ds: Dataset, cfg, vectors, layers, val_frac: float,
-                            progress: PhaseProgress | None = None) -> np.ndarray:
-    """Propensities [example, layer, multiplier] of the validation part (the last ``val_frac``) of the
-    training split, prompted like the test split. The test split is never touched here."""
-    from .sweep import encode_all, evaluate_grid
-
+def validation_split(ds: Dataset, cfg, val_frac: float) -> tuple[list, list]:
+    """(fit, validation): the training split with its last ``val_frac`` held out. The test split is not touched."""
     train_ex, _ = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
-    n_val = max(1, int(round(len(train_ex) * val_frac)))
-    pairs = encode_all(lm, train_ex[-n_val:], cfg.test_variant, ds.name, cfg.system)
-    return evaluate_grid(lm, pairs, vectors, layers, cfg, progress=_rename(progress, "val"))
+    if len(train_ex) < 2:
+        raise ValueError("side effects need at least 2 training items: one to fit the vector, one to validate")
+    n_val = min(len(train_ex) - 1, max(1, int(round(len(train_ex) * val_frac))))
+    return list(train_ex[:-n_val]), list(train_ex[-n_val:])
+
+
+def validation_propensities(lm: LoadedModel, ds: Dataset, cfg, layers, val_frac: float,
+                            progress: PhaseProgress | None = None) -> tuple[np.ndarray, int]:
+    """Propensities [example, layer, multiplier] of the validation items, steered by vectors trained on the
+    rest of the training split only (the validation items never shape the vector measured on them), and
+    the number of items those vectors were fitted on. Prompted like the test split.
+
+    The run's own vectors (trained on the whole training split) are what the test gain reports: choose on
+    held-out items, refit on everything, report on test.
+    """
+    from .sweep import encode_all, evaluate_grid, train_vectors
+
+    fit, val = validation_split(ds, cfg, val_frac)
+    fit_pairs = encode_all(lm, fit, cfg.train_variant, ds.name, cfg.system)
+    held_out = train_vectors(lm, fit_pairs, cfg, progress=_rename(progress, "val"))
+    pairs = encode_all(lm, val, cfg.test_variant, ds.name, cfg.system, cfg.metric)
+    vectors = {l: held_out[l] for l in layers}
+    return evaluate_grid(lm, pairs, vectors, layers, cfg, progress=_rename(progress, "val")), len(fit)
 
 
 def test_propensities(result: SweepResult) -> np.ndarray:
@@ -99,7 +115,8 @@ def _rename(progress: PhaseProgress | None, phase: str):
 def side_settings(result: SweepResult, se: SideEffectsConfig, text_sha: str, mc: Dataset) -> dict:
     s = asdict(se)
     s.pop("kl_budget")  # only the recommendation depends on it, recomputed from the table
-    s.update(run=result.manifest["key"], text_sha256=text_sha, mc_name=mc.name, mc_sha256=mc.sha256)
+    s.update(run=result.manifest["key"], text_sha256=text_sha, mc_name=mc.name, mc_sha256=mc.sha256,
+             validation="held out of the vector's training")  # older tables validated on training items
     return s
 
 
@@ -165,7 +182,7 @@ def ensure(lm: LoadedModel, result: SweepResult, ds: Dataset, se: SideEffectsCon
         kl_ppl = neutral.reference_neutral(lm, rows, vectors, layers, mults, progress=step)
     cfg = replace(result.config, multipliers=mults)
     acc, prob = capability(lm, mc, se.n_mc, vectors, layers, cfg, progress)
-    val = validation_propensities(lm, ds, cfg, vectors, layers, se.val_frac, progress)
+    val, n_fit = validation_propensities(lm, ds, cfg, layers, se.val_frac, progress)
     df = table(layers, mults, kl_ppl, acc, prob, val, test_propensities(result))
     rec = tradeoff.recommend(df, se.kl_budget)
 
@@ -174,7 +191,7 @@ def ensure(lm: LoadedModel, result: SweepResult, ds: Dataset, se: SideEffectsCon
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest["side_effects"] = {"key": key, "settings": settings, "recommendation": rec,
                                 "seconds": round(time.time() - started, 2), "n_texts": len(rows),
-                                "n_text_tokens": int(sum(map(len, rows))), "n_val": int(val.shape[0]),
+                                "n_text_tokens": int(sum(map(len, rows))), "n_val": int(val.shape[0]), "n_fit": n_fit,
                                 "mc_items": min(se.n_mc, len(mc))}
     _atomic_write(run_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str)))
     result.manifest.update(side_effects=manifest["side_effects"])

@@ -1,7 +1,8 @@
 """Behaviour gain against cost per (layer, multiplier), the Pareto frontier, and a recommended setting.
 
-The recommendation is chosen on a validation part of the training split and only
-*reported* on the test split; choosing on test would overstate the gain (the
+The recommendation is chosen on a validation part of the training split, measured with a vector
+fitted on the rest of the training split, and only *reported* on the test split (with the run's
+vector, fitted on the whole training split); choosing on test would overstate the gain (the
 winner's curse), and ``recommend`` says by how much.
 """
 
@@ -69,8 +70,9 @@ def describe(rec: dict, unit: str = "") -> str:
     if not rec.get("found"):
         return f"No recommendation: {rec.get('reason', 'no cell fits')}."
     return (f"Recommended: layer {rec['layer']}, multiplier {rec['multiplier']:g} "
-            f"(KL {rec['kl']:.3g} <= budget {rec['kl_budget']:g} nats/token), chosen on the validation split: "
-            f"gain {rec['val_gain']:.3g} on validation, {rec['test_gain']:.3g} on test{unit}. "
+            f"(KL {rec['kl']:.3g} <= budget {rec['kl_budget']:g} nats/token), chosen on validation items held out of "
+            f"the vector's training: gain {rec['val_gain']:.3g} on them; the run's vector (all training items) "
+            f"gains {rec['test_gain']:.3g} on test{unit}. "
             f"Chosen on the test split instead it would have been layer {rec['test_chosen_layer']}, multiplier "
             f"{rec['test_chosen_multiplier']:g}, claiming a test gain of {rec['test_chosen_gain']:.3g} "
             f"(an overestimate of {rec['overestimate']:.3g} over the honest {rec['test_gain']:.3g}; "

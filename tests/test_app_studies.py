@@ -123,3 +123,18 @@ def test_form_starts_a_study_in_the_shared_store_and_bad_input_is_an_error(app_e
     at.button(key="w_form_run").click().run()
     assert [e.value for e in at.error] and "bad study name" in at.error[0].value
     assert not at.exception
+
+
+def test_side_effects_page_draws_entanglement_from_the_study():
+    at = page_app("pages/8_Side_effects.py")
+    at.radio(key="w_ent_source").set_value("a stored study").run()
+    assert_clean(at)
+    assert at.selectbox(key="w_ent_study").value == "small"
+    at.button(key="ent_compute_study").click().run()
+    assert_clean(at)
+    heat = [c for c in at.get("plotly_chart") if "Entanglement" in c.proto.spec]
+    assert heat
+    import json
+
+    cells = json.loads(heat[0].proto.spec)["data"][0]["text"]
+    assert len(cells) == 2 and cells[0][0] == "1.00" and cells[1][1] == "1.00"

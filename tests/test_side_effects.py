@@ -121,23 +121,51 @@ def test_recommendation_is_chosen_on_validation_only():
     assert not tradeoff.recommend(df, kl_budget=-1)["found"]
 
 
-def test_validation_items_come_from_the_training_split_only(tiny_llama):
+def _held_out_vectors(monkeypatch, lm, ds, cfg):
+    """The vectors validation_propensities steers its validation items with, and the items it measures."""
+    import steering.sweep as sweep
+
+    seen = {}
+    real = sweep.evaluate_grid
+
+    def spy(lm_, pairs, vectors, *a, **k):
+        seen.update(vectors={l: v.clone() for l, v in vectors.items()}, n=len(pairs))
+        return real(lm_, pairs, vectors, *a, **k)
+
+    monkeypatch.setattr(sweep, "evaluate_grid", spy)
+    props, n_fit = side_effects.validation_propensities(lm, ds, cfg, [0, 1], 0.25)
+    assert props.shape == (seen["n"], 2, len(cfg.multipliers))
+    return seen["vectors"], n_fit
+
+
+def test_validation_items_are_held_out_of_the_vector(tiny_llama, monkeypatch):
+    """Validation items come from the training split, never from test, and never train the vector measured on
+    them: flipping their labels leaves that vector unchanged; it equals a vector fitted on the rest alone."""
+    from dataclasses import replace
+
     from steering.datasets import load_dataset, split_dataset
+    from steering.sweep import encode_all, train_vectors
 
     ds = load_dataset("optimism-demo")
     cfg = SweepConfig(n_train=12, n_test=8, multipliers=[0.0, 1.0])
-    seen = []
-    import steering.sweep as sweep
-
-    real = sweep.encode_all
-    try:
-        sweep.encode_all = lambda lm, ex, *a: seen.extend(ex) or real(lm, ex, *a)
-        side_effects.validation_propensities(tiny_llama, ds, cfg, {0: _vectors(tiny_llama, 1)[0]}, [0], 0.25)
-    finally:
-        sweep.encode_all = real
+    fit, val = side_effects.validation_split(ds, cfg, 0.25)
     train, test = split_dataset(ds, 12, 8, 0)
-    ids = {e.example_id for e in seen}
-    assert len(ids) == 3 and ids <= {e.example_id for e in train} and not ids & {e.example_id for e in test}
+    assert [e.example_id for e in fit + val] == [e.example_id for e in train] and len(val) == 3
+    assert not {e.example_id for e in val} & {e.example_id for e in test}
+
+    vecs, n_fit = _held_out_vectors(monkeypatch, tiny_llama, ds, cfg)
+    assert n_fit == 9
+    flip = {e.example_id for e in val}
+    flipped = replace(ds, examples=tuple(
+        replace(e, positive=e.negative, negative=e.positive, pos_is_A=not e.pos_is_A) if e.example_id in flip else e
+        for e in ds.examples))
+    vecs2, _ = _held_out_vectors(monkeypatch, tiny_llama, flipped, cfg)
+    on_fit = train_vectors(tiny_llama, encode_all(tiny_llama, fit, "BASE", ds.name, cfg.system), cfg)
+    on_all = train_vectors(tiny_llama, encode_all(tiny_llama, train, "BASE", ds.name, cfg.system), cfg)
+    for l in (0, 1):
+        torch.testing.assert_close(vecs[l], vecs2[l])
+        torch.testing.assert_close(vecs[l], on_fit[l])
+        assert not torch.allclose(vecs[l], on_all[l])  # the whole training split would give another vector
 
 
 def test_pareto_frontier():
@@ -194,3 +222,14 @@ def test_cli_bad_side_effect_input_is_one_line(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: neutral text file not found")
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "needs --datasets A,B,... and --layer L, or --study NAME"),
+    (["--study", "nope", "--layer", "1"], "either --study or --datasets/--layer"),
+    (["--study", "nope"], "no stored study 'nope'"),
+])
+def test_entanglement_cli_source_errors_are_one_line(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "steering", "entanglement", *args, "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

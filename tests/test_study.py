@@ -327,3 +327,26 @@ def test_cli_prints_the_sorted_table_and_lists_studies(tmp_path, capsys):
     assert "BASE->BASE vs BASE->SYS_POS" in out and f"study directory: {study.path}" in out
     assert cli.main(["studies", "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith("c ")
+
+
+def test_entanglement_from_a_stored_study_reuses_its_vectors(tiny_llama, pool, tmp_path, monkeypatch):
+    """The study's concepts, layer and settings; no vector is trained again, and the matrix equals the one
+    computed from the same concept list in an empty store (trained from scratch)."""
+    from steering import entanglement as ent
+
+    study = run_study(spec_for(tiny_llama, variants="id"), tmp_path, models=pool)
+    names, layer, base = ent.from_study(load_study(tmp_path, "s"), tiny_llama.name)
+    assert layer == 2 and (base.n_train, base.n_test) == (8, 6) and len(names) == 2
+    trained = []
+    real = sweep.train_vectors
+    monkeypatch.setattr(sweep, "train_vectors", lambda *a, **k: trained.append(1) or real(*a, **k))
+    df = ent.entanglement(tiny_llama, names, layer, base, tmp_path, multiplier=2.0)
+    assert not trained  # every concept's vector came from the study's stored runs
+    fresh = ent.entanglement(tiny_llama, DATASETS, 2, replace(base, data_dir=None), tmp_path / "fresh", 2.0)
+    assert trained  # the empty store had to train
+    pd.testing.assert_frame_equal(ent.matrix(df), ent.matrix(fresh), rtol=1e-5)
+    assert np.allclose(np.diag(ent.matrix(df).to_numpy()), 1.0)
+    with pytest.raises(ValueError, match="not in study"):
+        ent.from_study(study, "no-such-model")
+    with pytest.raises(ValueError, match="variant pair"):
+        ent.from_study(study, None, ("BASE", "SYS_POS"))

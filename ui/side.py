@@ -46,11 +46,23 @@ def compute(ctx: state.Context, result: SweepResult, se: side_effects.SideEffect
 
 def entanglement(ctx: state.Context, paths: list[str], multiplier: float, compute: bool) -> pd.DataFrame | None:
     """The matrix for these concepts at the sidebar layer: memoised, from the store, or computed on request."""
-    key = (ctx.lm.name, tuple(paths), ctx.layer, multiplier, ctx.settings)
+    return _matrix(lambda: ctx.lm, paths, ctx.layer, ctx.config([ctx.layer]), multiplier, compute, ctx.settings)
+
+
+def study_entanglement(study, model: str, pair: tuple[str, str], multiplier: float,
+                       compute: bool) -> pd.DataFrame | None:
+    """The matrix over a stored study's concepts at its layer for ``model``; its runs' vectors are reused."""
+    paths, layer, base = ent.from_study(study, model, pair)
+    context = ("study", study.meta["key"], model, pair)
+    return _matrix(lambda: state.model(model), paths, layer, base, multiplier, compute, context)
+
+
+def _matrix(lm, paths, layer, base, multiplier, compute, context) -> pd.DataFrame | None:
+    key = (context, tuple(paths), layer, multiplier)
     hit = ENT.get(key)
     if hit is not None or not compute:
         return hit
     bar, progress = _bar()
-    df = ent.entanglement(ctx.lm, paths, ctx.layer, ctx.config([ctx.layer]), state.results_dir(), multiplier, progress)
+    df = ent.entanglement(lm(), paths, layer, base, state.results_dir(), multiplier, progress)
     bar.empty()
     return ENT.put(key, df)
