@@ -12,16 +12,30 @@ from ui import page, runs, side, state, studies, views
 COSTS = {"kl": "KL on neutral text", "ppl_ratio": "perplexity ratio", "mc_drop": "capability drop"}
 
 
+def neutral_sources() -> dict[str, str]:
+    """Neutral-text choices: the bundled set, then the registered public sources (downloaded once, checksummed)."""
+    from steering.datasets import DatasetError
+    from steering.sources import list_sources
+
+    try:
+        public = {s.name: f"{s.name} (public: {s.license}; downloaded once, checksum verified)"
+                  for s in list_sources() if s.group == "neutral"}
+    except DatasetError:
+        public = {}
+    return {"": "The project's encyclopaedic paragraphs (data/neutral)", **public}
+
+
 def settings_form() -> SideEffectsConfig:
     with st.expander("Side-effect settings"):
+        options = neutral_sources()
+        text = st.selectbox("Neutral text", list(options), format_func=options.get, key="w_se_text")
         c = st.columns(3)
         n_texts = c[0].slider("Neutral texts", 1, 32, SideEffectsConfig.n_texts, key="w_se_texts")
         tokens = c[1].slider("Tokens per text", 16, 256, SideEffectsConfig.text_tokens, step=16, key="w_se_tokens")
         n_mc = c[2].slider("Multiple-choice items", 10, 200, SideEffectsConfig.n_mc, step=10, key="w_se_mc")
-        st.caption("Neutral text: the project's own encyclopaedic paragraphs (data/neutral). Capability: TruthfulQA "
-                   "mc1 when the data directory has it, else the bundled general-knowledge set (data/mc). "
-                   "Steering applies at every position of the neutral text.")
-    return SideEffectsConfig(n_texts=n_texts, text_tokens=tokens, n_mc=n_mc)
+        st.caption("Capability: TruthfulQA mc1 when the data directory has it, else the bundled general-knowledge "
+                   "set (data/mc). Steering applies at every position of the neutral text.")
+    return SideEffectsConfig(text=text or None, n_texts=n_texts, text_tokens=tokens, n_mc=n_mc)
 
 
 def recommendation(ctx: state.Context, df) -> dict:
@@ -76,7 +90,28 @@ def entanglement_section(ctx: state.Context) -> None:
                    "items, divided by Y's own vector's shift (the diagonal is 1). From a study, its settings and "
                    "layer are used and the vectors its runs trained are read from the store.")
         return
-    views.chart(side_figures.entanglement(ent.matrix(df), layer, float(mult)), key="ent_heatmap")
+    normalised = st.radio("Cells", ["shift / Y's own shift", "raw mean shift"], horizontal=True,
+                          key="w_ent_cells") != "raw mean shift"
+    m = ent.matrix(df, "normalised" if normalised else "shift")
+    views.chart(side_figures.entanglement(m, layer, float(mult), normalised), key="ent_heatmap")
+    weak = ent.weak_columns(df)
+    if weak and normalised:
+        st.warning(f"Barely moved by their own vector (own shift under a tenth of the median): {', '.join(weak)}. "
+                   "Their columns divide by almost nothing; read them as raw shifts.")
+
+
+def settings_line(info: dict) -> str:
+    """What the stored side effects were measured on, in words."""
+    s = info.get("settings", {})
+    text = s.get("text") or "the bundled encyclopaedic paragraphs"
+    line = (f"Neutral text: {text}, {info.get('n_texts', s.get('n_texts'))} texts, {info.get('n_text_tokens', '?')} "
+            f"tokens in all · capability: {s.get('mc_name', '?')}, {info.get('mc_items', s.get('n_mc'))} items")
+    if "n_fit" in info:
+        line += (f" · validation: {info['n_val']} training items, measured with a vector fitted on the other "
+                 f"{info['n_fit']}")
+    else:  # stored before the validation items were held out
+        line += f" · validation: {info.get('n_val', '?')} training items that also trained the vector"
+    return line + f" · computed in {info.get('seconds', '?')} s."
 
 
 def body(ctx: state.Context) -> None:
@@ -118,7 +153,7 @@ def run_section(ctx: state.Context, result) -> None:
             fallback = ctx.layer if ctx.layer in result.layers else result.layers[0]
             layer = rec["layer"] if rec.get("found") else fallback
             views.chart(side_figures.capability(df, layer), key="se_capability")
-        st.caption(f"Settings: {result.manifest.get('side_effects', {}).get('settings', {})}")
+        st.caption(settings_line(result.manifest.get("side_effects", {})))
 
 
 page.run("Side effects", body)

@@ -124,7 +124,8 @@ def _fetch(args) -> int:
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else sources.DEFAULT_CACHE_DIR
     registry = args.registry or sources.REGISTRY_PATH
     known = sources.list_sources(registry)
-    names = [s.name for s in known] if args.name == "paper" else [args.name]
+    # 'paper' is the paper's datasets: the neutral prose for side effects is fetched by its own name
+    names = [s.name for s in known if s.group != "neutral"] if args.name == "paper" else [args.name]
     done = []
     for name in names:
         try:
@@ -135,6 +136,9 @@ def _fetch(args) -> int:
                 return _error(f"cannot download {name}: no internet connection? {why}; "
                               f"{len(done)} of {len(names)} source(s) are in {cache}")
             raise
+    if names and all(s.group == "neutral" for s in known if s.name in names):
+        print(f"neutral text verified: {done[0]}; use it with `sweep ... --side-effects --text {names[0]}`")
+        return 0
     print(f"{len(done)} dataset file(s) verified in {cache}; list them with "
           f"`python -m steering datasets --data-dir {cache}` (the dashboard uses it as its default data directory)")
     return 0

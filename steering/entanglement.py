@@ -29,7 +29,8 @@ PhaseProgress = Callable[[str, int, int], None]
 
 
 def shift_matrix(lm: LoadedModel, vectors: Sequence, pair_sets: Sequence[Sequence], layer: int,
-                 multiplier: float, cfg: SweepConfig) -> np.ndarray:
+                 multiplier: float, cfg: SweepConfig, progress: Callable[[int, int], None] | None = None
+                 ) -> np.ndarray:
     """shift[x, y]: mean propensity change of set y's items under vector x at ``multiplier``.
 
     On the fast path each set's prompts are encoded once and serve every vector.
@@ -45,6 +46,8 @@ def shift_matrix(lm: LoadedModel, vectors: Sequence, pair_sets: Sequence[Sequenc
             p = fast.grid(lm, cache, {layer: v}, [layer], cfg.multipliers) if cache is not None \
                 else evaluate_grid(lm, pairs, {layer: v}, [layer], cfg)
             out[x, y] = float((p[:, 0, 1] - p[:, 0, 0]).mean())
+        if progress:
+            progress(y + 1, len(pair_sets))
     return out
 
 
@@ -96,10 +99,9 @@ def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: Swe
         pair_sets.append(encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system))
     if progress:
         progress("train", len(loaded), len(loaded))
-        progress("cross", 0, 1)
-    shift = shift_matrix(lm, vectors, pair_sets, layer, multiplier, base)
-    if progress:
-        progress("cross", 1, 1)
+        progress("cross", 0, len(pair_sets))
+    step = (lambda done, total: progress("cross", done, total)) if progress else None
+    shift = shift_matrix(lm, vectors, pair_sets, layer, multiplier, base, step)
     df = frame([d.name for d in loaded], shift).assign(layer=layer, multiplier=multiplier, model=lm.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -130,6 +132,13 @@ def from_study(study, model: str | None = None, pair: tuple[str, str] | None = N
                 for name, path in study.meta["dataset_paths"].items()]
     base = replace(spec.config(model, "", pair, layer), data_dir=data_dir)
     return datasets, layer, base
+
+
+def weak_columns(df: pd.DataFrame, fraction: float = 0.1) -> list[str]:
+    """Concepts whose own vector barely moves them (|own shift| below ``fraction`` of the median |own shift|):
+    their column's ratios divide by almost nothing and are not to be read."""
+    own = df[df.steered_with == df.measured_on].set_index("measured_on")["shift"].abs()
+    return [c for c, v in own.items() if not v >= fraction * own.median()]
 
 
 def matrix(df: pd.DataFrame, column: str = "normalised") -> pd.DataFrame:

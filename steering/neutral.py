@@ -21,6 +21,7 @@ Shapes: B texts, T tokens (right-padded), R replicas, L layers, d hidden, V voca
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,6 +37,7 @@ from .scoring import pad_rows
 Progress = Callable[[int, int], None]
 DEFAULT_TEXTS = Path(__file__).resolve().parent.parent / "data" / "neutral" / "encyclopaedic.jsonl"
 HEAD_CHUNK = 1024  # positions per vocabulary projection: bounds the [chunk, V] logits in memory
+CHUNK_CHARS = 800  # about 150-200 tokens: a long unbroken text is cut into pieces of this size
 TOKENS_PER_PASS = 2048  # steered tokens per pass (replicas x texts x length)
 
 
@@ -43,11 +45,58 @@ class TextError(ValueError):
     """A neutral-text file that cannot be used; the message says what is expected."""
 
 
-def read_texts(path: str | Path | None = None) -> list[str]:
-    """Paragraphs from a .txt file (blank-line separated) or a .jsonl/.json file of {"text": ...} records."""
-    path = Path(path) if path else DEFAULT_TEXTS
-    if not path.is_file():
-        raise TextError(f"neutral text file not found: {path}")
+def resolve_text_path(spec: str | Path | None) -> Path:
+    """A neutral-text file: the bundled set (None), a path, or the name of a 'neutral' source in
+    data/sources.json, downloaded once into the dataset cache with its checksum verified."""
+    if not spec:
+        return DEFAULT_TEXTS
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    from . import sources
+    from .datasets import DatasetError
+
+    try:
+        known = {s.name: s for s in sources.list_sources() if s.group == "neutral"}
+    except DatasetError:
+        known = {}
+    if str(spec) in known:
+        try:
+            return sources.fetch(str(spec))
+        except DatasetError as e:
+            raise TextError(f"neutral text source {e}") from None
+    names = f" or a registered source ({', '.join(known)})" if known else ""
+    raise TextError(f"neutral text file not found: {spec} (give a .txt or .jsonl file{names})")
+
+
+def _chunks(paragraph: str, size: int) -> list[str]:
+    """A long paragraph cut at line ends into pieces of about ``size`` characters (texts with no blank lines)."""
+    if len(paragraph) <= 2 * size:
+        return [paragraph]
+    out, cur = [], []
+    for line in paragraph.splitlines():
+        cur.append(line.strip())
+        if sum(map(len, cur)) >= size:
+            out.append(" ".join(cur))
+            cur = []
+    if cur:
+        out.append(" ".join(cur))
+    return out
+
+
+def _strip_gutenberg(raw: str) -> str:
+    """Project Gutenberg books carry a licence header and footer that are not the book's text."""
+    start = re.search(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", raw, re.M)
+    end = re.search(r"^(\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg).*$", raw, re.M)
+    if start:
+        raw = raw[start.end():end.start() if end and end.start() > start.end() else None]
+    return raw
+
+
+def read_texts(path: str | Path | None = None, chunk_chars: int = CHUNK_CHARS) -> list[str]:
+    """Paragraphs from a .txt file (blank-line separated; a paragraph over twice ``chunk_chars`` is cut at line
+    ends) or a .jsonl/.json file of {"text": ...} records. ``path`` may name a registered neutral source."""
+    path = resolve_text_path(path)
     try:
         raw = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -64,7 +113,7 @@ def read_texts(path: str | Path | None = None) -> list[str]:
                 raise TextError(f"{path} record {i}: expected an object with a 'text' field")
             texts.append(r["text"])
     else:
-        texts = [p.strip() for p in raw.split("\n\n")]
+        texts = [c for p in _strip_gutenberg(raw).split("\n\n") for c in _chunks(p.strip(), chunk_chars)]
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise TextError(f"{path}: no text found")

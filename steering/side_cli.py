@@ -17,7 +17,9 @@ def add_sweep_options(s: argparse.ArgumentParser) -> None:
     g = s.add_argument_group("side effects")
     g.add_argument("--side-effects", action="store_true",
                    help="also measure KL / perplexity on neutral text, capability and a recommended setting")
-    g.add_argument("--text", default=None, help="neutral text file (.txt paragraphs or .jsonl with 'text')")
+    g.add_argument("--text", default=None, help="neutral text file (.txt paragraphs or .jsonl with 'text'), or a "
+                                                "registered public source (neutral-botchan: downloaded once, "
+                                                "checksum verified); default: the bundled paragraphs")
     g.add_argument("--mc", default=None, help="multiple-choice file or dataset name (default: TruthfulQA mc1 "
                                               "when --data-dir has it, else the bundled general-knowledge set)")
     g.add_argument("--n-texts", type=int, default=SideEffectsConfig.n_texts)
@@ -120,4 +122,10 @@ def entanglement_main(args, progress) -> int:
     print(" " * width + "".join(f" {j:>8}" for j in range(len(m.columns))))
     for i, (name, row) in enumerate(m.iterrows()):
         print(f"{name:<{width}}" + "".join(f" {v:>8.2f}" for v in row.to_numpy()) + f"   [{i}]")
+    from .entanglement import weak_columns
+
+    weak = weak_columns(df)
+    if weak:
+        print(f"barely moved by their own vector (own shift under a tenth of the median), so their columns divide by "
+              f"almost nothing: {', '.join(weak)}")
     return 0

@@ -73,14 +73,16 @@ def tradeoff(df: pd.DataFrame, rec: dict | None, cost: str = "kl", gain: str = "
     return fig
 
 
-def entanglement(matrix: pd.DataFrame, layer: int, multiplier: float) -> go.Figure:
-    """Rows: the concept whose vector steers; columns: the concept measured (normalised by its own shift)."""
+def entanglement(matrix: pd.DataFrame, layer: int, multiplier: float, normalised: bool = True) -> go.Figure:
+    """Rows: the concept whose vector steers; columns: the concept measured (normalised by its own shift, or raw)."""
     z = matrix.to_numpy(dtype=float)
     lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    if normalised:  # a tiny own shift makes its column's ratios huge: keep the colours for the range that reads
+        lim = min(lim, 2.0)
     text = [[f"{v:.2f}" if np.isfinite(v) else "–" for v in row] for row in z]
+    title = "shift / own shift" if normalised else "mean shift"
     fig = go.Figure(go.Heatmap(z=z, x=list(matrix.columns), y=list(matrix.index), zmid=0, zmin=-lim, zmax=lim,
-                               colorscale="RdBu", text=text, texttemplate="%{text}",
-                               colorbar=dict(title="shift / own shift"),
+                               colorscale="RdBu", text=text, texttemplate="%{text}", colorbar=dict(title=title),
                                hovertemplate="steered with %{y}<br>measured on %{x}<br>%{z:.3g}<extra></extra>"))
     _layout(fig, f"Entanglement at layer {layer}, multiplier {multiplier:g}", "measured on (Y)", "steered with (X)",
             height=120 + 60 * len(matrix))

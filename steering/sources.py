@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tarfile
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -37,6 +39,10 @@ class Source:
     license: str = ""
     group: str = ""
     companions: tuple[str, ...] = ()  # fetched together (e.g. a CAA test split)
+    # A file inside a .tar.gz / .zip (e.g. a PyPI sdist): the URL's archive is checked against archive_sha256,
+    # then only this member is read out and checked against sha256.
+    member: str = ""
+    archive_sha256: str = ""
 
 
 def list_sources(registry: str | Path = REGISTRY_PATH) -> list[Source]:
@@ -53,6 +59,8 @@ def list_sources(registry: str | Path = REGISTRY_PATH) -> list[Source]:
                 license=e.get("license", ""),
                 group=e.get("group", ""),
                 companions=tuple(e.get("companions", ())),
+                member=e.get("member", ""),
+                archive_sha256=e.get("archive_sha256", "").lower(),
             )
             for e in doc["sources"]
         ]
@@ -66,6 +74,21 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _read_member(src: Source, archive: Path) -> bytes:
+    """The bytes of one named member of a verified .tar.gz or .zip; nothing is extracted to disk."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                return z.read(src.member)
+        with tarfile.open(archive, "r:*") as t:
+            f = t.extractfile(src.member)
+            if f is None:
+                raise KeyError(src.member)
+            return f.read()
+    except (KeyError, tarfile.TarError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{src.name}: {src.member} not readable in {src.url} ({e})") from None
 
 
 def _download(src: Source, dest: Path, timeout: float) -> None:
@@ -84,10 +107,18 @@ def _download(src: Source, dest: Path, timeout: float) -> None:
                     raise DatasetError(f"{src.name}: download from {src.url} exceeds {MAX_DOWNLOAD_BYTES} bytes")
                 h.update(chunk)
                 out.write(chunk)
-        if h.hexdigest() != src.sha256:
+        expected = src.archive_sha256 if src.member else src.sha256
+        if h.hexdigest() != expected:
             raise DatasetError(
-                f"{src.name}: sha256 mismatch for {src.url}: got {h.hexdigest()}, expected {src.sha256}; file removed"
+                f"{src.name}: sha256 mismatch for {src.url}: got {h.hexdigest()}, expected {expected}; file removed"
             )
+        if src.member:
+            data = _read_member(src, tmp)
+            got = hashlib.sha256(data).hexdigest()
+            if got != src.sha256:
+                raise DatasetError(f"{src.name}: sha256 mismatch for {src.member} in {src.url}: got {got}, "
+                                   f"expected {src.sha256}")
+            tmp.write_bytes(data)
         os.replace(tmp, dest)
     except OSError as e:  # URLError is an OSError
         raise DatasetError(f"{src.name}: download from {src.url} failed ({getattr(e, 'reason', e)})") from None

@@ -22,6 +22,7 @@ def test_side_effects_page_computes_and_draws(app_env):  # noqa: F811
     at.number_input(key="w_se_budget").set_value(1e6).run()  # any setting fits: a recommendation must appear
     assert_clean(at)
     assert any(m.label == "Recommended" for m in at.metric)
+    assert any("measured with a vector fitted on the other" in c.value for c in at.caption)
     # The stored table is served to a fresh session without recomputing (no Compute button).
     again = new_app()
     again.switch_page(PAGE).run()

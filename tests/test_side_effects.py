@@ -233,3 +233,54 @@ def test_entanglement_cli_source_errors_are_one_line(tmp_path, args, message):
     r = subprocess.run([sys.executable, "-m", "steering", "entanglement", *args, "--out", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_long_texts_are_cut_and_a_gutenberg_licence_is_dropped(tmp_path):
+    lines = [f"Sentence number {i} of a plain book without blank lines." for i in range(200)]
+    book = tmp_path / "book.txt"
+    book.write_text("Project Gutenberg licence header\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n"
+                    + "\n".join(lines) + "\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\nfooter licence\n")
+    texts = neutral.read_texts(book, chunk_chars=500)
+    assert len(texts) > 10 and all(400 <= len(t) <= 600 for t in texts[:-1])
+    assert " ".join(texts) == " ".join(lines)  # every line once, in order; the licence gone
+    short = tmp_path / "short.txt"
+    short.write_text("First paragraph.\n\nSecond paragraph.")
+    assert neutral.read_texts(short) == ["First paragraph.", "Second paragraph."]
+
+
+def test_a_registered_neutral_source_is_fetched_by_name(tmp_path, monkeypatch):
+    import functools
+    import hashlib
+    import io
+    import tarfile
+
+    from steering import sources
+
+    text = "\n".join(f"Line {i} of some neutral prose." for i in range(100)).encode()
+    archive = tmp_path / "p.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        info = tarfile.TarInfo("p/prose.txt")
+        info.size = len(text)
+        t.addfile(info, io.BytesIO(text))
+    reg = tmp_path / "sources.json"
+    reg.write_text(json.dumps({"sources": [{
+        "name": "prose", "url": archive.as_uri(), "format": "text", "group": "neutral", "member": "p/prose.txt",
+        "archive_sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256(text).hexdigest(), "path": "neutral/prose.txt"}]}))
+    real = sources.list_sources
+    monkeypatch.setattr(sources, "list_sources", lambda registry=reg: real(registry))
+    monkeypatch.setattr(sources, "fetch", functools.partial(sources.fetch, cache_dir=tmp_path / "c", registry=reg))
+    texts = neutral.read_texts("prose")
+    assert " ".join(texts) == text.decode().replace("\n", " ") and len(texts) > 1
+    assert (tmp_path / "c" / "neutral" / "prose.txt").is_file()
+    with pytest.raises(neutral.TextError, match=r"not found: nothing\.txt .*registered source \(prose\)"):
+        neutral.read_texts("nothing.txt")
+
+
+def test_weak_own_shift_columns_are_named():
+    from steering.entanglement import frame, weak_columns
+
+    shift = np.array([[1.0, 0.5, 0.2], [0.3, 0.8, 0.1], [0.4, 0.9, 0.01]])
+    df = frame(["a", "b", "c"], shift)
+    assert weak_columns(df) == ["c"]  # |0.01| < 0.1 x median(1, 0.8, 0.01) = 0.08
+    assert np.allclose(df[df.measured_on == "c"].normalised, [20.0, 10.0, 1.0])
