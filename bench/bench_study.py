@@ -118,8 +118,8 @@ def main() -> int:
     if args.no_reuse:
         real = sweep.trained_vectors
 
-        def no_reuse(lm_, ds, cfg, train_ex, train_pairs, out, progress=None):
-            return real(lm_, ds, cfg, train_ex, train_pairs, None, progress)  # no vector store: train every cell
+        def no_reuse(lm_, ds, cfg, train_ex, train_pairs, out, *rest, **kw):
+            return real(lm_, ds, cfg, train_ex, train_pairs, None, *rest, **kw)  # no vector store: train every cell
 
         sweep.trained_vectors = no_reuse
         try:

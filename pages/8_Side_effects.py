@@ -9,6 +9,7 @@ from steering.side_effects import SideEffectsConfig
 from steering.study import list_studies
 from ui import page, runs, side, state, studies, views
 
+FORM_FIELDS = ("text", "n_texts", "text_tokens", "n_mc")  # what the settings form sets
 COSTS = {"kl": "KL on neutral text", "ppl_ratio": "perplexity ratio", "mc_drop": "capability drop"}
 
 
@@ -39,7 +40,8 @@ def settings_form() -> SideEffectsConfig:
 
 
 def recommendation(ctx: state.Context, df) -> dict:
-    budget = st.number_input("KL budget (nats per token of neutral text)", min_value=0.0, value=0.1, step=0.05,
+    budget = st.number_input("KL budget (nats per token of neutral text)", min_value=0.0,
+                             value=tradeoff.DEFAULT_KL_BUDGET, step=0.05,
                              format="%.3f", key="w_se_budget")
     rec = tradeoff.recommend(df, float(budget))
     if rec["found"]:
@@ -133,6 +135,13 @@ def run_section(ctx: state.Context, result) -> None:
             side.compute(ctx, result, se)
             st.rerun()
     else:
+        stored = result.manifest.get("side_effects", {}).get("settings", {})
+        changed = [f for f in FORM_FIELDS if stored.get(f) != getattr(se, f)]
+        if changed:
+            st.info(f"The table below was measured with other settings ({', '.join(changed)} differ from the form).")
+            if st.button("Recompute with the settings above", key="se_recompute"):
+                side.compute(ctx, result, se)
+                st.rerun()
         rec = recommendation(ctx, df)
         left, right = st.columns(2)
         with left:

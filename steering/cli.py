@@ -16,15 +16,13 @@ import time
 from . import side_cli, study_cli
 from .config import (
     CHOICES,
-    DEFAULT_AGGREGATOR,
     DEFAULT_METRIC,
     DEFAULT_MULTIPLIERS,
-    DEFAULT_N_TEST,
-    DEFAULT_N_TRAIN,
     DEFAULT_POSITION,
     DEFAULT_VARIANT,
     SweepConfig,
     SweepError,
+    add_split_options,
     parse_layers,
     parse_multipliers,
 )
@@ -77,12 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--layers", default=None,
                    help="13 | 0-29 | 1,5,9 | all (default: the registry's layer for the model, else the middle one)")
     s.add_argument("--multipliers", default=",".join(f"{m:g}" for m in DEFAULT_MULTIPLIERS))
-    s.add_argument("--n-train", type=int, default=DEFAULT_N_TRAIN)
-    s.add_argument("--n-test", type=int, default=DEFAULT_N_TEST)
-    s.add_argument("--seed", type=int, default=0)
+    add_split_options(s)
     s.add_argument("--train-variant", default=DEFAULT_VARIANT, choices=CHOICES["variant"])
     s.add_argument("--test-variant", default=DEFAULT_VARIANT, choices=CHOICES["variant"])
-    s.add_argument("--aggregator", default=DEFAULT_AGGREGATOR, choices=CHOICES["aggregator"])
     s.add_argument("--no-rescale", action="store_true", help="keep PCA/logistic vectors unit length")
     s.add_argument("--metric", default=DEFAULT_METRIC, choices=CHOICES["metric"])
     s.add_argument("--position", default=DEFAULT_POSITION, choices=CHOICES["position"])

@@ -87,6 +87,14 @@ class SweepConfig:
                 raise SweepError(f"layer {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
 
 
+def add_split_options(parser) -> None:
+    """--n-train, --n-test, --seed and --aggregator with the shared defaults (sweep, study, entanglement)."""
+    parser.add_argument("--n-train", type=int, default=DEFAULT_N_TRAIN)
+    parser.add_argument("--n-test", type=int, default=DEFAULT_N_TEST)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--aggregator", default=DEFAULT_AGGREGATOR, choices=CHOICES["aggregator"])
+
+
 def settings_of(cfg: SweepConfig, ds, layers: list[int]) -> dict:
     """The settings that determine a run's numbers (its store key); ``ds`` is the loaded Dataset."""
     s = asdict(cfg)

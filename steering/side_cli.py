@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import CHOICES, DEFAULT_AGGREGATOR, DEFAULT_N_TEST, DEFAULT_N_TRAIN, DEFAULT_VARIANT, SweepConfig
+from .config import CHOICES, DEFAULT_VARIANT, SweepConfig, add_split_options
 from .models import DEFAULT_MODEL
 from .side_effects import SideEffectsConfig
 from .tradeoff import DEFAULT_KL_BUDGET, describe
@@ -68,10 +68,7 @@ def add_entanglement(sub) -> None:
     e.add_argument("--data-dir", default=None)
     e.add_argument("--layer", type=int, default=None, help="required without --study")
     e.add_argument("--multiplier", type=float, default=1.0)
-    e.add_argument("--n-train", type=int, default=DEFAULT_N_TRAIN)
-    e.add_argument("--n-test", type=int, default=DEFAULT_N_TEST)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--aggregator", default=DEFAULT_AGGREGATOR, choices=CHOICES["aggregator"])
+    add_split_options(e)
     e.add_argument("--variant", default=DEFAULT_VARIANT, choices=CHOICES["variant"])
     e.add_argument("--out", default="results")
 

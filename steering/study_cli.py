@@ -8,11 +8,9 @@ import time
 from . import study_stats
 from .config import (
     CHOICES,
-    DEFAULT_AGGREGATOR,
     DEFAULT_METRIC,
     DEFAULT_MULTIPLIERS,
-    DEFAULT_N_TEST,
-    DEFAULT_N_TRAIN,
+    add_split_options,
     parse_multipliers,
 )
 from .executors import EXECUTORS, study_fraction
@@ -30,10 +28,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--variants", default="id,ood", help="id | ood | all | TRAIN:TEST, comma-separated")
     s.add_argument("--layer", default="0.4", help="index (12), relative depth (0.4), best, or MODEL=RULE,...")
     s.add_argument("--multipliers", default=",".join(f"{m:g}" for m in DEFAULT_MULTIPLIERS))
-    s.add_argument("--n-train", type=int, default=DEFAULT_N_TRAIN)
-    s.add_argument("--n-test", type=int, default=DEFAULT_N_TEST)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--aggregator", default=DEFAULT_AGGREGATOR, choices=CHOICES["aggregator"])
+    add_split_options(s)
     s.add_argument("--metric", default=DEFAULT_METRIC, choices=CHOICES["metric"])
     s.add_argument("--balance-train", action="store_true")
     s.add_argument("--replace", action="store_true", help="replace a stored study of this name with other settings")

@@ -30,6 +30,23 @@ def test_side_effects_page_computes_and_draws(app_env):  # noqa: F811
     assert not [b for b in again.button if b.key == "se_compute"]
 
 
+def test_changed_settings_offer_a_recompute(app_env):  # noqa: F811
+    import json
+
+    at = computed_app()
+    at.switch_page(PAGE).run()
+    at.button(key="se_compute").click().run()
+    assert not [b for b in at.button if b.key == "se_recompute"]  # the form matches the stored table
+    at.slider(key="w_se_tokens").set_value(32).run()
+    assert_clean(at)
+    assert any("measured with other settings (text_tokens" in i.value for i in at.info)
+    at.button(key="se_recompute").click().run()
+    assert_clean(at)
+    assert not [b for b in at.button if b.key == "se_recompute"]
+    runs = [p for p in app_env.rglob("manifest.json") if "side_effects" in json.loads(p.read_text())]
+    assert [json.loads(p.read_text())["side_effects"]["settings"]["text_tokens"] for p in runs] == [32]
+
+
 def test_entanglement_heatmap_on_the_page(app_env):  # noqa: F811
     at = computed_app()
     at.switch_page(PAGE).run()
