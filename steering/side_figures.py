@@ -35,7 +35,7 @@ def capability(df: pd.DataFrame, layer: int) -> go.Figure:
     zero = d[d.multiplier == 0]
     if len(zero):
         fig.add_hline(y=float(zero.mc_accuracy.iloc[0]), line=dict(color=BASE, width=1, dash="dot"),
-                      annotation_text="unsteered accuracy")
+                      annotation_text="unsteered accuracy", annotation_position="top left")  # chance: right
     fig.add_hline(y=0.5, line=dict(color=ANTI, width=1, dash="dot"), annotation_text="chance",
                   annotation_position="bottom right")
     _layout(fig, f"Capability on the multiple-choice set, layer {layer}", "multiplier", "fraction")
