@@ -12,13 +12,13 @@ the null cells against the reference path on a small sample.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_common import add_data_dir, missing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,11 +43,9 @@ def main() -> int:
     ap.add_argument("--n-train", type=int, default=100)
     ap.add_argument("--n-test", type=int, default=50)
     ap.add_argument("--null", type=int, default=8)
-    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    ap.add_argument("--data-dir", default=os.environ.get("STEERING_SHARED_DATASETS", str(shared)))
+    add_data_dir(ap)
     args = ap.parse_args()
-    if not Path(args.data_dir).is_dir():
-        print(f"skipped: shared datasets not found at {args.data_dir}")
+    if missing(args.data_dir):
         return 0
     torch.set_grad_enabled(False)
     lm = load_model("smollm2-135m", device="cpu")

@@ -12,13 +12,13 @@ answer), the time with a vector trained for every cell (no reuse), and their rat
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from bench_common import add_data_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -72,12 +72,7 @@ def main() -> int:
     ap.add_argument(
         "--no-reuse", action=argparse.BooleanOptionalAction, default=True, help="also time a vector trained per cell"
     )
-    ap.add_argument(
-        "--data-dir",
-        default=os.environ.get(
-            "STEERING_SHARED_DATASETS", str(Path(__file__).resolve().parents[2] / "shared" / "datasets")
-        ),
-    )
+    add_data_dir(ap)
     args = ap.parse_args()
     names = paper_datasets(figure1_only=True)[: args.datasets]
     spec = make_spec(

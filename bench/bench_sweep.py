@@ -9,15 +9,14 @@ multipliers. Prints times, ratios, slider latency and peak memory.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from bench_common import add_data_dir, missing
 
 from steering import evaluate, fast
 from steering.config import DEFAULT_MULTIPLIERS, SweepConfig
@@ -53,11 +52,9 @@ def main() -> int:
     ap.add_argument("--n-test", type=int, default=50)
     ap.add_argument("--slider-n", type=int, default=100)
     ap.add_argument("--sample", type=int, default=4, help="test examples in the reference sample")
-    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    ap.add_argument("--data-dir", default=os.environ.get("STEERING_SHARED_DATASETS", str(shared)))
+    add_data_dir(ap)
     args = ap.parse_args()
-    if not Path(args.data_dir).is_dir():
-        print(f"skipped: shared datasets not found at {args.data_dir}")
+    if missing(args.data_dir):
         return 0
     torch.set_grad_enabled(False)
     lm = load_model("smollm2-135m", device="cpu")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import test_app
 from streamlit.testing.v1 import AppTest
 from test_app import app_env  # noqa: F401 - the shared autouse fixture (tiny model, temporary store)
 
@@ -22,12 +23,7 @@ def item(i: int, question: str | None = None) -> dict:
 
 
 def new_app(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["s_n_train"] = N_TRAIN
-    at.session_state["s_n_test"] = N_TEST
-    for k, v in state.items():
-        at.session_state[f"s_{k}"] = v
-    return at.run()
+    return test_app.new_app(**{"n_train": N_TRAIN, "n_test": N_TEST, **state})  # this file's smaller split
 
 
 def computed() -> AppTest:
