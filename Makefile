@@ -32,9 +32,11 @@ serve: setup
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "chromium not installed: browser tests will be skipped"
 
-# ruff (settings in pyproject.toml); fails on any error, so `make test` does too.
+# ruff (settings in pyproject.toml) and the layer contracts (import-linter, [tool.importlinter] in
+# pyproject.toml): a wrong-way import or an import cycle fails `make lint`, so `make test` and CI too.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: setup lint browser-deps
 	$(BIN)/python -m pytest -q -rs; rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc

@@ -103,7 +103,7 @@ def sane(stdout: str) -> bool:
     """The stored run of an accepted case: every number finite, the headline fraction equal to the flags."""
     import numpy as np
 
-    from steering.results import load_run
+    from steering.core.results import load_run
 
     line = [l for l in stdout.splitlines() if l.startswith("run directory: ")]
     if not line:
@@ -122,7 +122,8 @@ def main() -> None:
     p.add_argument("--data-dir", default=None)
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    from steering.models import REGISTRY, ModelError, registry_gguf_path
+    from steering.core.registry import REGISTRY, registry_gguf_path
+    from steering.errors import ModelError
 
     try:
         smol = registry_gguf_path(REGISTRY["smollm2-135m"])

@@ -22,13 +22,13 @@ from bench_common import add_data_dir, missing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from steering import fast  # noqa: E402
-from steering.config import SweepConfig  # noqa: E402
-from steering.datasets import load_dataset  # noqa: E402
-from steering.diagnostics import random_vectors  # noqa: E402
-from steering.models import load_model  # noqa: E402
-from steering.multivector import grid_many, reference_many  # noqa: E402
-from steering.sweep import compute_run  # noqa: E402
+from steering.core.config import SweepConfig  # noqa: E402
+from steering.core.datasets import load_dataset  # noqa: E402
+from steering.engine import fast  # noqa: E402
+from steering.engine.models import load_model  # noqa: E402
+from steering.engine.multivector import grid_many, reference_many  # noqa: E402
+from steering.run.diagnostics.compute import random_vectors  # noqa: E402
+from steering.run.sweep import compute_run  # noqa: E402
 
 
 def timed(fn):
@@ -65,8 +65,8 @@ def main() -> int:
           f"shared grid {same:.1e}")
 
     # Null cells: fast (cached states) vs reference (full forward) on a sample.
-    from steering.datasets import split_dataset
-    from steering.swap import encode_for_metric
+    from steering.core.datasets import split_dataset
+    from steering.core.swap import encode_for_metric
 
     _, test = split_dataset(ds, args.n_train, args.n_test, 0)
     pairs = [encode_for_metric(lm.tokenizer, e, "BASE", ds.name) for e in test[:3]]

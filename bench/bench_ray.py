@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from steering import ray_executor  # noqa: E402
-from steering.config import SweepConfig  # noqa: E402
-from steering.datasets import load_dataset  # noqa: E402
-from steering.sweep import run_sweep  # noqa: E402
-from steering.testing import TINY_MODEL, smollm2_tokenizer, tiny_random_model  # noqa: E402
+from steering.analyses.study import ray_executor  # noqa: E402
+from steering.core.config import SweepConfig  # noqa: E402
+from steering.core.datasets import load_dataset  # noqa: E402
+from steering.engine.tiny import TINY_MODEL, smollm2_tokenizer, tiny_random_model  # noqa: E402
+from steering.run.sweep import run_sweep  # noqa: E402
 
 
 def groups() -> list[list[SweepConfig]]:
@@ -48,7 +48,7 @@ def groups() -> list[list[SweepConfig]]:
 
 def run_local(out, datasets):
     try:
-        from steering.executors import run_groups
+        from steering.analyses.study.executors import run_groups
     except ImportError:
         lm = tiny_random_model()
         return [[run_sweep(c, lm=lm, out=out, dataset=datasets[c.dataset]) for c in g] for g in groups()], "run_sweep"

@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from steering import neutral  # noqa: E402
-from steering.config import DEFAULT_MULTIPLIERS, parse_layers  # noqa: E402
-from steering.models import load_model  # noqa: E402
+from steering.analyses.side_effects import neutral  # noqa: E402
+from steering.core.config import DEFAULT_MULTIPLIERS, parse_layers  # noqa: E402
+from steering.engine.models import load_model  # noqa: E402
 
 
 def main() -> None:

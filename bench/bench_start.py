@@ -73,7 +73,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import streamlit, torch, transformers, plotly"], check=True, cwd=ROOT)
     print(f"importing streamlit, torch, transformers, plotly in a new process: {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"from steering.models import load_model; load_model({args.model!r})"],
+    subprocess.run([sys.executable, "-c", f"from steering.engine.models import load_model; load_model({args.model!r})"],
                    check=True, cwd=ROOT, capture_output=True)
     print(f"a new process that loads {args.model} (imports included): {time.perf_counter() - t:.1f} s")
     with sync_playwright() as p:

@@ -22,12 +22,12 @@ from bench_common import add_data_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from steering import sweep  # noqa: E402
-from steering.datasets import split_dataset  # noqa: E402
-from steering.models import load_model  # noqa: E402
-from steering.prompts import encode_example  # noqa: E402
-from steering.study import load_datasets, run_study  # noqa: E402
-from steering.study_spec import make_spec, paper_datasets  # noqa: E402
+from steering.analyses.study.compute import load_datasets, run_study  # noqa: E402
+from steering.analyses.study.spec import make_spec, paper_datasets  # noqa: E402
+from steering.core.datasets import split_dataset  # noqa: E402
+from steering.core.prompts import encode_example  # noqa: E402
+from steering.engine.models import load_model  # noqa: E402
+from steering.run import sweep  # noqa: E402
 
 
 @torch.no_grad()

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from bench_common import add_data_dir, missing
 
-from steering import evaluate, fast
-from steering.config import DEFAULT_MULTIPLIERS, SweepConfig
-from steering.datasets import load_dataset, split_dataset
-from steering.models import load_model
-from steering.prompts import encode_example
-from steering.sweep import train_vectors
+from steering.core.config import DEFAULT_MULTIPLIERS, SweepConfig
+from steering.core.datasets import load_dataset, split_dataset
+from steering.core.prompts import encode_example
+from steering.engine import fast
+from steering.engine import reference as evaluate
+from steering.engine.models import load_model
+from steering.run.sweep import train_vectors
 
 
 def timed(fn):

@@ -25,12 +25,13 @@ import time
 import numpy as np
 import torch
 
-from steering import evaluate, fast
-from steering.config import DEFAULT_MULTIPLIERS, SweepConfig
-from steering.datasets import load_dataset
-from steering.models import load_model, pick_device, wrap_model
-from steering.prompts import encode_example
-from steering.sweep import train_vectors
+from steering.core.config import DEFAULT_MULTIPLIERS, SweepConfig
+from steering.core.datasets import load_dataset
+from steering.core.prompts import encode_example
+from steering.engine import fast
+from steering.engine import reference as evaluate
+from steering.engine.models import load_model, pick_device, wrap_model
+from steering.run.sweep import train_vectors
 
 
 def random_smollm(tokenizer_dir: str, device: torch.device):
@@ -60,7 +61,7 @@ def random_llama(shape: dict, device: torch.device, dtype: torch.dtype, name: st
     """Random weights built directly on ``device`` in ``dtype`` (no 28 GB float32 copy on the host)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from steering.testing import smollm2_tokenizer
+    from steering.engine.tiny import smollm2_tokenizer
 
     tok = smollm2_tokenizer()
     torch.manual_seed(0)
@@ -77,7 +78,7 @@ def random_llama(shape: dict, device: torch.device, dtype: torch.dtype, name: st
 
 def large_model_check(args) -> int:
     """The Llama-2-7b-shaped sweep: fast vs reference, time and memory peak."""
-    from steering.devices import FAST_TOLERANCE, prompts_per_batch, tokens_per_pass
+    from steering.engine.devices import FAST_TOLERANCE, prompts_per_batch, tokens_per_pass
 
     toy = args.random_like.endswith("-tiny")
     if not toy and not torch.cuda.is_available():

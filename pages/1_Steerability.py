@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from steering import figures
+from steering.run import figures
 from ui import page, runs, state, views
 
 

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from steering import diag_figures, figures
+from steering.run import figures
+from steering.run.diagnostics import figures as diag_figures
 from ui import diagnostics, page, runs, state, views
 
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from steering import figures
+from steering.run import figures
 from ui import diagnostics, examples, page, runs, state, views
 
 

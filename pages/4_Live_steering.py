@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from steering.generate import chat_prompt
+from steering.engine.generate import chat_prompt
 from ui import page, runs, state, views
 
 

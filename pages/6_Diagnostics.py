@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from steering import diag_figures
+from steering.run.diagnostics import figures as diag_figures
 from ui import diagnostics, page, state, views
 
 

@@ -4,7 +4,8 @@ steerability under a prompt change, with a click through to Inspect."""
 
 import streamlit as st
 
-from steering import study_figures, study_stats
+from steering.analyses.study import figures as study_figures
+from steering.analyses.study import stats as study_stats
 from ui import page, state, studies, views
 
 INSPECT_PAGE = "pages/3_Inspect_examples.py"

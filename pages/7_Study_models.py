@@ -3,7 +3,8 @@ pair, with Spearman's rho: do the same concepts steer well on both?"""
 
 import streamlit as st
 
-from steering import study_figures, study_stats
+from steering.analyses.study import figures as study_figures
+from steering.analyses.study import stats as study_stats
 from ui import page, state, studies, views
 
 

@@ -4,7 +4,8 @@ breakdown; a form starts (or resumes) a study; choosing a concept opens it in th
 
 import streamlit as st
 
-from steering import study_figures, study_spec
+from steering.analyses.study import figures as study_figures
+from steering.analyses.study import spec as study_spec
 from ui import page, state, studies, views
 
 STEER_PAGE, INSPECT_PAGE = "pages/1_Steerability.py", "pages/3_Inspect_examples.py"

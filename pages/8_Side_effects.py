@@ -3,10 +3,12 @@ the behaviour gain, a recommended setting chosen on validation items, and entang
 
 import streamlit as st
 
-from steering import entanglement as ent
-from steering import figures, side_figures, tradeoff
-from steering.side_effects import SideEffectsConfig
-from steering.study import list_studies
+from steering.analyses.side_effects import entanglement as ent
+from steering.analyses.side_effects import figures as side_figures
+from steering.analyses.side_effects import tradeoff
+from steering.analyses.side_effects.compute import SideEffectsConfig
+from steering.analyses.study.compute import list_studies
+from steering.run import figures
 from ui import page, runs, side, state, studies, views
 
 FORM_FIELDS = ("text", "n_texts", "text_tokens", "n_mc")  # what the settings form sets
@@ -15,8 +17,8 @@ COSTS = {"kl": "KL on neutral text", "ppl_ratio": "perplexity ratio", "mc_drop":
 
 def neutral_sources() -> dict[str, str]:
     """Neutral-text choices: the bundled set, then the registered public sources (downloaded once, checksummed)."""
-    from steering.datasets import DatasetError
-    from steering.sources import list_sources
+    from steering.core.sources import list_sources
+    from steering.errors import DatasetError
 
     try:
         public = {s.name: f"{s.name} (public: {s.license}; downloaded once, checksum verified)"

@@ -40,7 +40,7 @@ def tokenizer():
 def _tiny(arch: str, tokenizer):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
-    from steering.models import wrap_model
+    from steering.engine.models import wrap_model
 
     torch.manual_seed(0)
     common = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
@@ -70,7 +70,7 @@ def tiny_llama(tokenizer):
 @pytest.fixture(scope="session")
 def smollm():
     """The embedded SmolLM2-135M-Instruct (integration tests)."""
-    from steering.models import load_model
+    from steering.engine.models import load_model
 
     smol_dir()
     return load_model("smollm2-135m", device="cpu")

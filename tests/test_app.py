@@ -268,7 +268,7 @@ def test_export_offers_tables_vectors_figures_and_a_working_snippet(app_env):
     assert_clean(at)
     keys = {b.key for b in at.get("download_button")}
     assert {"dl_steer_csv", "dl_steer_pq", "dl_vec", "dl_vec_json", "dl_html", "dl_gguf"} <= keys
-    from steering.static_figures import unavailable_reason
+    from steering.interop.static_figures import unavailable_reason
 
     if unavailable_reason() is None:
         assert {"dl_png_0", "dl_svg_0"} <= keys
@@ -326,7 +326,7 @@ def test_switching_concept_resets_split_sizes_to_its_defaults():
 
 
 def test_upload_helper_rejects_oversized_and_malformed_files():
-    from steering.datasets import MAX_UPLOAD_BYTES
+    from steering.core.datasets import MAX_UPLOAD_BYTES
     from ui.upload import parse_upload
 
     ds, err = parse_upload(b"x" * (MAX_UPLOAD_BYTES + 1), "big.jsonl")

@@ -19,7 +19,7 @@ def _clean(at: AppTest) -> None:
 
 
 def test_exported_gguf_reimports_on_the_export_page(app_env: Path, tmp_path: Path) -> None:
-    from steering.controlvec import export_gguf
+    from steering.interop.controlvec import export_gguf
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["s_n_train"], at.session_state["s_n_test"] = 16, 12

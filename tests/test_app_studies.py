@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from steering.study import list_studies, run_study
-from steering.study_spec import make_spec
-from steering.testing import tiny_random_model
+from steering.analyses.study.compute import list_studies, run_study
+from steering.analyses.study.spec import make_spec
+from steering.engine.tiny import tiny_random_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["pages/7_Study_overview.py", "pages/7_Study_generalisation.py", "pages/7_Study_models.py"]

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steering.cli import main
-from steering.metrics import NonFiniteError, dataset_figures, ols_fit, per_example
+from steering.cli.main import main
+from steering.core.metrics import dataset_figures, ols_fit, per_example
+from steering.errors import NonFiniteError
 
 ROOT = Path(__file__).resolve().parents[1]
 ITEM = {"question": "Q?\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavior": " (A)",
@@ -31,7 +32,7 @@ LOADS: list[str] = []
 @pytest.fixture(autouse=True)
 def count_model_loads(monkeypatch):
     """Records every model load the CLI starts, so a test can say its error came before any."""
-    from steering import cli
+    from steering.cli import main as cli
 
     real = cli.load_model
     LOADS.clear()
@@ -115,7 +116,7 @@ def test_deeply_nested_file_does_not_break_the_listing(capsys, tmp_path):
 
 
 def test_data_dir_file_over_the_upload_limit(capsys, tmp_path):
-    from steering.datasets import MAX_UPLOAD_BYTES
+    from steering.core.datasets import MAX_UPLOAD_BYTES
 
     f = tmp_path / "huge.jsonl"
     line = json.dumps(ITEM) + "\n"
@@ -153,10 +154,10 @@ def test_offline_hugging_face_id_fails_at_once(capsys, tmp_path, monkeypatch):
 
 
 def test_offline_without_the_variable_probes_the_network_quickly(capsys, tmp_path, monkeypatch):
-    from steering import validate
+    from steering.engine import modelfiles
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(validate, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(modelfiles, "_reachable", lambda *a, **k: False)
     msg = bad(capsys, tmp_path / "r", *demo("--model", "no-such-org/no-such-model"), max_seconds=20)
     assert "no internet connection" in msg
 
@@ -165,7 +166,8 @@ def test_offline_without_the_variable_probes_the_network_quickly(capsys, tmp_pat
 
 
 def _smol():
-    from steering.models import REGISTRY, ModelError, registry_gguf_path
+    from steering.core.registry import REGISTRY, registry_gguf_path
+    from steering.errors import ModelError
 
     try:
         return registry_gguf_path(REGISTRY["smollm2-135m"])
@@ -200,8 +202,9 @@ def test_megabyte_question_names_the_item(capsys, tmp_path):
 
 def test_item_over_the_context_is_found_when_encoded_before_any_pass(tiny_llama, tmp_path, monkeypatch):
     """Too long in tokens but not obviously so in characters: caught after tokenising, before a forward pass."""
-    from steering import fast, sweep
-    from steering.datasets import parse_bytes
+    from steering.core.datasets import parse_bytes
+    from steering.engine import fast
+    from steering.run import sweep
 
     items = [dict(ITEM) for _ in range(12)]
     items[7]["question"] = "word " * 3000 + ITEM["question"]  # ~3000 tokens, the tiny model's context is 2048
@@ -241,8 +244,9 @@ def test_metrics_refuse_nan_instead_of_reporting_zeros():
 
 
 def test_a_nan_propensity_is_never_stored(tiny_llama, tmp_path, monkeypatch):
-    from steering import sweep
-    from steering.sweep import SweepConfig, SweepError, run_sweep
+    from steering.errors import SweepError
+    from steering.run import sweep
+    from steering.run.sweep import SweepConfig, run_sweep
 
     real = sweep.evaluate_grid
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from steering.cli import main
+from steering.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from steering import cli
-from steering.controlvec import ControlVectorError, export_gguf, read_vectors, to_safetensors, write_gguf
-from steering.vectors import VectorMeta, load_vectors
+from steering.cli import main as cli
+from steering.core.vectors import VectorMeta, load_vectors
+from steering.errors import ControlVectorError
+from steering.interop.controlvec import export_gguf, read_vectors, to_safetensors, write_gguf
 
 
 @pytest.fixture(scope="module")
 def run(tiny_llama, tmp_path_factory):
-    from steering.config import SweepConfig
-    from steering.sweep import run_sweep
+    from steering.core.config import SweepConfig
+    from steering.run.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("results")
     return run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[0, 1, 2, 3], n_train=8, n_test=6,
@@ -87,7 +88,7 @@ def test_roundtrip_through_write_and_read(tmp_path: Path) -> None:
 
 
 def test_cli_export_then_import_reproduces_the_run(run, tiny_llama, tmp_path: Path, monkeypatch, capsys) -> None:
-    from steering import models
+    from steering.engine import models
 
     monkeypatch.setattr(models, "load_model", lambda name, **kw: tiny_llama)
     gguf_path = tmp_path / "cv.gguf"
@@ -101,7 +102,7 @@ def test_cli_export_then_import_reproduces_the_run(run, tiny_llama, tmp_path: Pa
     old = run.steerability[run.steerability.layer > 0].reset_index(drop=True)
     assert list(new.example_id) == list(old.example_id) and list(new.layer) == list(old.layer)
     assert np.array_equal(new.slope.to_numpy(), old.slope.to_numpy())  # the same numbers, bit for bit
-    from steering.results import load_run
+    from steering.core.results import load_run
 
     assert load_run(run_dir).layers == [1, 2, 3]  # a run like any other for the dashboard
     back, meta = load_vectors(tmp_path / "back.safetensors")

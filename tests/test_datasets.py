@@ -1,4 +1,4 @@
-"""Tests for steering.datasets and steering.sources.
+"""Tests for steering.core.datasets and steering.core.sources.
 
 Expected counts are computed from the raw files independently of the parser.
 Tests that need the public datasets use the `shared_datasets` fixture (skipped
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from steering import datasets as D
-from steering import sources as S
-from steering.datasets import DatasetError, list_datasets, load_dataset, parse_bytes, split_dataset
+from steering.core import datasets as D
+from steering.core import sources as S
+from steering.core.datasets import list_datasets, load_dataset, parse_bytes, split_dataset
+from steering.errors import DatasetError
 
 PERSONA = "anthropic-evals/persona"
 RISK = "anthropic-evals/advanced-ai-risk/lm_generated_evals"
@@ -404,7 +405,7 @@ def test_balanced_training_split_has_equal_letters_and_stays_disjoint():
 
 def test_the_bundled_data_lists_only_concepts():
     """Registries (data/*.json) and side-effect data (data/mc, data/neutral) are neither concepts nor 'unreadable'."""
-    from steering.datasets import list_unreadable
+    from steering.core.datasets import list_unreadable
 
     names = {info.name for info in list_datasets(None)}
     assert "corrigibility-demo" in names and not names & {"sources", "paper_datasets", "general-knowledge"}

@@ -10,12 +10,13 @@ import pytest
 import torch
 from accelerate.hooks import AlignDevicesHook, add_hook_to_module
 
-from steering import devices, evaluate, fast
-from steering.config import SweepConfig
-from steering.datasets import load_dataset
-from steering.prompts import encode_example
-from steering.sweep import run_sweep, train_vectors
-from steering.testing import tiny_random_model
+from steering.core.config import SweepConfig
+from steering.core.datasets import load_dataset
+from steering.core.prompts import encode_example
+from steering.engine import devices, fast
+from steering.engine import reference as evaluate
+from steering.engine.tiny import tiny_random_model
+from steering.run.sweep import run_sweep, train_vectors
 
 MULTS = [-1.5, -0.5, 0.0, 1.0, 1.5]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
@@ -92,7 +93,7 @@ def test_fast_path_through_dispatch_hooks_matches_reference(data):
     for block in lm.blocks:
         add_hook_to_module(block, CountingHook(execution_device="cpu", io_same_device=False))
     add_hook_to_module(lm.model, AlignDevicesHook(execution_device="cpu", io_same_device=True))
-    from steering.models import wrap_model
+    from steering.engine.models import wrap_model
 
     lm = wrap_model(lm.model, lm.tokenizer, "tiny-dispatched")
     assert devices.is_dispatched(lm) and fast.check_fast_path(lm)
@@ -150,7 +151,7 @@ def test_device_map_auto_across_two_gpus(data):
     half = lm.n_layers // 2
     device_map = {"model.embed_tokens": 0, "model.rotary_emb": 0, "model.norm": 1, "lm_head": 1,
                   **{f"model.layers.{i}": 0 if i < half else 1 for i in range(lm.n_layers)}}
-    from steering.models import wrap_model
+    from steering.engine.models import wrap_model
 
     lm = wrap_model(dispatch_model(lm.model, device_map), lm.tokenizer, "tiny-two-gpus")
     assert len(set(devices.block_devices(lm))) == 2 and fast.check_fast_path(lm)

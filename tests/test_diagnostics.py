@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from steering import diag_stats, evaluate, fast
-from steering.cli import main
-from steering.config import SweepConfig, SweepError, settings_of
-from steering.datasets import Example, load_dataset
-from steering.diagnostics import random_vectors, shuffled_vectors, split_half_vectors
-from steering.hooks import capture
-from steering.multivector import grid_many, reference_many
-from steering.swap import encode_for_metric, option_texts, question_without_choices, swap_example
+from steering.cli.main import main
+from steering.core.config import SweepConfig, settings_of
+from steering.core.datasets import Example, load_dataset
+from steering.core.swap import encode_for_metric, option_texts, question_without_choices, swap_example
+from steering.engine import fast
+from steering.engine import reference as evaluate
+from steering.engine.hooks import capture
+from steering.engine.multivector import grid_many, reference_many
+from steering.errors import SweepError
+from steering.run.diagnostics import stats as diag_stats
+from steering.run.diagnostics.compute import random_vectors, shuffled_vectors, split_half_vectors
 
 TOL = 1e-4  # fast vs reference on float32 tiny models (as test_engine)
 
@@ -176,7 +179,7 @@ DIAG = dict(dataset="corrigibility-demo", layers=[1, 2], n_train=8, n_test=6)
 
 @pytest.fixture(scope="module")
 def diag_run(tiny_llama, tmp_path_factory):
-    from steering.sweep import run_sweep
+    from steering.run.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("diag")
     return run_sweep(SweepConfig(**DIAG, null=3, swap=True, predictors=True, split_half=True), lm=tiny_llama, out=out)
@@ -206,7 +209,7 @@ def test_swap_parquet_holds_the_swapped_prompts_as_seen(diag_run, tiny_llama):
     first = sw[sw.example_id == test.example_id[0]].iloc[0]
     assert first.prompt != test.prompt[0] and first.positive != test.positive[0]
     # Re-scoring a stored swapped row gives its stored propensity.
-    from steering.prompts import encode_pair
+    from steering.core.prompts import encode_pair
 
     pair = encode_pair(tiny_llama.tokenizer, first.prompt, first.positive, first.negative)
     row = sw[(sw.example_id == first.example_id) & (sw.layer == 1) & (sw.multiplier == 1.0)].iloc[0]
@@ -216,7 +219,7 @@ def test_swap_parquet_holds_the_swapped_prompts_as_seen(diag_run, tiny_llama):
 
 def test_predictor_cosines_equal_captured_activations(diag_run, tiny_llama):
     test = diag_run.test_pairs()
-    from steering.prompts import encode_pair
+    from steering.core.prompts import encode_pair
 
     s = diag_run.steerability[diag_run.steerability.layer == 2].set_index("example_id")
     v = diag_run.vectors[2].float()
@@ -241,8 +244,8 @@ def test_diagnostics_are_in_the_key_and_plain_keys_are_unchanged(diag_run):
 
 
 def test_interrupted_diagnostics_resume_from_finished_stages(tiny_llama, tmp_path, monkeypatch):
-    from steering import diagnostics
-    from steering.sweep import run_sweep
+    from steering.run.diagnostics import compute as diagnostics
+    from steering.run.sweep import run_sweep
 
     cfg = dict(DIAG, layers=[1], null=2, swap=True)
     calls = []

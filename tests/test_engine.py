@@ -9,12 +9,13 @@ import pytest
 import scipy.stats
 import torch
 
-from steering import evaluate, fast
-from steering.datasets import load_dataset, split_dataset
-from steering.hooks import capture, steer, steer_start
-from steering.metrics import dataset_figures, ols_fit, per_example, r_squared, spearman
-from steering.prompts import encode_example, encode_pair
-from steering.vectors import VectorMeta, aggregate, load_vectors, save_vectors
+from steering.core.datasets import load_dataset, split_dataset
+from steering.core.metrics import dataset_figures, ols_fit, per_example, r_squared, spearman
+from steering.core.prompts import encode_example, encode_pair
+from steering.core.vectors import VectorMeta, aggregate, load_vectors, save_vectors
+from steering.engine import fast
+from steering.engine import reference as evaluate
+from steering.engine.hooks import capture, steer, steer_start
 
 TOL = 1e-4  # fast vs reference on float32 tiny models; observed ~1e-6
 
@@ -218,7 +219,7 @@ def test_concurrent_steering_on_a_shared_model_does_not_leak_hooks(tiny_llama):
     """Two threads (two dashboard sessions) steering one model at once get their own serial results."""
     import threading
 
-    from steering.generate import generate
+    from steering.engine.generate import generate
 
     pair = pairs_for(tiny_llama, 1)[0]
     vecs = random_vectors(tiny_llama, scale=10.0)
@@ -245,7 +246,7 @@ def test_concurrent_steering_on_a_shared_model_does_not_leak_hooks(tiny_llama):
 
 
 def test_prompt_variants_place_the_persona_sentence(tokenizer):
-    from steering.prompts import DEFAULT_SYSTEM, format_prompt, persona_sentences, variant_parts
+    from steering.core.prompts import DEFAULT_SYSTEM, format_prompt, persona_sentences, variant_parts
 
     pos, neg = persona_sentences("believes-life-has-no-meaning")
     assert (pos, neg) == ("You believe life has no meaning.", "You do not believe life has no meaning.")
@@ -259,8 +260,8 @@ def test_prompt_variants_place_the_persona_sentence(tokenizer):
 
 
 def test_sweep_carries_variants_and_is_served_from_the_store(tiny_llama, tmp_path):
-    from steering.prompts import persona_sentences
-    from steering.sweep import SweepConfig, run_sweep
+    from steering.core.prompts import persona_sentences
+    from steering.run.sweep import SweepConfig, run_sweep
 
     cfg = dict(dataset="corrigibility-demo", layers=[1, 2], n_train=8, n_test=6,
                train_variant="SYS_POS", test_variant="USER_NEG")
@@ -276,7 +277,7 @@ def test_sweep_carries_variants_and_is_served_from_the_store(tiny_llama, tmp_pat
 
 
 def test_failed_sweep_leaves_no_run_directory(tiny_llama, tmp_path, monkeypatch):
-    from steering import sweep
+    from steering.run import sweep
 
     def boom(*a, **k):
         raise RuntimeError("interrupted")
@@ -289,7 +290,7 @@ def test_failed_sweep_leaves_no_run_directory(tiny_llama, tmp_path, monkeypatch)
 
 
 def test_interrupted_sweep_resumes_without_redoing_finished_work(tiny_llama, tmp_path):
-    from steering.sweep import SweepConfig, run_sweep
+    from steering.run.sweep import SweepConfig, run_sweep
 
     cfg = dict(dataset="corrigibility-demo", layers=[0, 2], n_train=8, n_test=20)
     whole = run_sweep(SweepConfig(**cfg), lm=tiny_llama, out=tmp_path / "whole")
@@ -315,7 +316,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_work(tiny_llama, tmp
 
 def test_one_anti_steerable_rule_for_flag_fraction_and_histogram():
     """A slope of exactly 0 is anti-steerable everywhere (the paper's 1 - mean(slope > 0))."""
-    from steering.figures import slope_histogram
+    from steering.run.figures import slope_histogram
 
     x = np.array([-1.0, 0.0, 1.0])
     props = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, -1.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 2.0]])  # slopes 0, -1, 1, 1
@@ -329,9 +330,9 @@ def test_one_anti_steerable_rule_for_flag_fraction_and_histogram():
 
 
 def test_sweep_stores_test_pairs_as_the_model_saw_them(tiny_llama, tmp_path):
-    from steering.config import SweepConfig
-    from steering.results import load_run
-    from steering.sweep import run_sweep
+    from steering.core.config import SweepConfig
+    from steering.core.results import load_run
+    from steering.run.sweep import run_sweep
 
     res = run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[1], n_train=6, n_test=5,
                                 test_variant="SYS_NEG"), lm=tiny_llama, out=tmp_path)
@@ -343,8 +344,8 @@ def test_sweep_stores_test_pairs_as_the_model_saw_them(tiny_llama, tmp_path):
 
 
 def test_vectors_train_once_per_training_settings_and_serve_every_test_variant(tiny_llama, tmp_path, monkeypatch):
-    from steering import sweep
-    from steering.config import SweepConfig
+    from steering.core.config import SweepConfig
+    from steering.run import sweep
 
     calls = []
     real = sweep.train_vectors
@@ -362,7 +363,7 @@ def test_vectors_train_once_per_training_settings_and_serve_every_test_variant(t
 
 
 def test_spearman_rho_of_two_samples_matches_scipy():
-    from steering.metrics import spearman_rho
+    from steering.core.metrics import spearman_rho
 
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=20), rng.normal(size=20)

@@ -6,8 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from steering import cli
-from steering.datasets import list_datasets
+from steering.cli import main as cli
+from steering.core.datasets import list_datasets
 
 
 def _line(i: int) -> str:

@@ -1,4 +1,4 @@
-"""The pure figure builders (steering.figures) and the token view's HTML: units, shading, escaping."""
+"""The pure figure builders (steering.run.figures) and the token view's HTML: units, shading, escaping."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steering import figures
+from steering.run import figures
 
 
 def props_frame(n=10, layers=(0, 1), mults=(-1.0, 0.0, 1.0), seed=0) -> pd.DataFrame:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from steering import evaluate, fast
-from steering.config import SweepConfig
-from steering.datasets import load_dataset, split_dataset
-from steering.metrics import per_example
-from steering.prompts import encode_example
-from steering.results import load_run
-from steering.sweep import run_sweep, train_vectors
+from steering.core.config import SweepConfig
+from steering.core.datasets import load_dataset, split_dataset
+from steering.core.metrics import per_example
+from steering.core.prompts import encode_example
+from steering.core.results import load_run
+from steering.engine import fast
+from steering.engine import reference as evaluate
+from steering.run.sweep import run_sweep, train_vectors
 
 pytestmark = pytest.mark.integration
 FAST_TOL = 1e-3  # float32; observed max difference is reported by the assertion message

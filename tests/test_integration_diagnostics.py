@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from steering import fast
-from steering.config import SweepConfig
-from steering.datasets import load_dataset, split_dataset
-from steering.diagnostics import random_vectors
-from steering.multivector import grid_many, reference_many
-from steering.swap import encode_for_metric, option_texts
-from steering.sweep import run_sweep
+from steering.core.config import SweepConfig
+from steering.core.datasets import load_dataset, split_dataset
+from steering.core.swap import encode_for_metric, option_texts
+from steering.engine import fast
+from steering.engine.multivector import grid_many, reference_many
+from steering.run.diagnostics.compute import random_vectors
+from steering.run.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steering import cli, study_stats, sweep
-from steering.study import run_study
-from steering.study_spec import make_spec
+from steering.analyses.study import stats as study_stats
+from steering.analyses.study.compute import run_study
+from steering.analyses.study.spec import make_spec
+from steering.cli import main as cli
+from steering.run import sweep
 
 pytestmark = pytest.mark.integration
 DATASETS = "corrigible-neutral-HHH,subscribes-to-deontology,myopic-reward"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from steering import cli
-from steering.datasets import DatasetError, list_datasets, list_unreadable, load_dataset, parse_bytes
+from steering.cli import main as cli
+from steering.core.datasets import list_datasets, list_unreadable, load_dataset, parse_bytes
+from steering.errors import DatasetError
 
 
 def item(question: str, m, n) -> str:

@@ -12,10 +12,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from steering.config import SweepError, parse_layers, parse_multipliers
-from steering.datasets import DatasetError, parse_bytes
-from steering.store import run_dir_name, settings_key
-from steering.validate import ValidationError, gguf_metadata
+from steering.core.config import parse_layers, parse_multipliers
+from steering.core.datasets import parse_bytes
+from steering.core.store import run_dir_name, settings_key
+from steering.engine.modelfiles import gguf_metadata
+from steering.errors import DatasetError, SweepError, ValidationError
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 number_text = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers().map(str),

@@ -16,11 +16,12 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from steering import ray_executor  # noqa: E402
-from steering.config import SweepConfig, SweepError  # noqa: E402
-from steering.datasets import load_dataset  # noqa: E402
-from steering.sweep import run_sweep  # noqa: E402
-from steering.testing import TINY_MODEL, tiny_random_model  # noqa: E402
+from steering.analyses.study import ray_executor  # noqa: E402
+from steering.core.config import SweepConfig  # noqa: E402
+from steering.core.datasets import load_dataset  # noqa: E402
+from steering.engine.tiny import TINY_MODEL, tiny_random_model  # noqa: E402
+from steering.errors import SweepError  # noqa: E402
+from steering.run.sweep import run_sweep  # noqa: E402
 
 TABLES = ("propensities", "steerability", "train", "test")
 
@@ -114,7 +115,7 @@ def test_unreachable_address_is_one_line_and_quick(datasets, tmp_path):
 
 
 def test_cli_unreachable_ray_address_exits_2_with_one_line(tmp_path, capsys):
-    from steering import cli
+    from steering.cli import main as cli
 
     t = time.time()
     rc = cli.main(["study", "--name", "far", "--models", TINY_MODEL, "--datasets", "corrigibility-demo",

@@ -6,8 +6,9 @@ import importlib.util
 
 import pytest
 
-from steering import cli, models, validate
-from steering.models import REGISTRY, default_layer, registry_entry
+from steering.cli import main as cli
+from steering.core.registry import REGISTRY, default_layer, registry_entry
+from steering.engine import modelfiles, models
 
 PAPER = {"llama2-7b-chat": ("meta-llama/Llama-2-7b-chat-hf", 13, 32),
          "qwen1.5-14b-chat": ("Qwen/Qwen1.5-14B-Chat", 21, 40),
@@ -59,7 +60,7 @@ def test_hf_entries_load_by_id_up_to_the_download(name: str, monkeypatch: pytest
         raise _DownloadStarts
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
-    monkeypatch.setattr(validate, "check_hf_available", lambda name: None)  # as if online
+    monkeypatch.setattr(modelfiles, "check_hf_available", lambda name: None)  # as if online
     with pytest.raises(models.ModelError) as raised:  # load failures reach the user as one ModelError line
         models.load_model(name)
     assert isinstance(raised.value.__cause__, _DownloadStarts)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from steering.models import ModelError
+from steering.errors import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
 ITEM = {"question": "Q{i}?\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavior": " (A)"}
@@ -147,24 +147,24 @@ def test_demo_mode_refuses_an_unlisted_model_in_the_backend(demo_env):
 
 
 def test_model_switch_waits_for_another_sessions_computation():
-    from ui import demo
+    from ui import resources
 
-    demo.loaded("model-a")
-    with demo.busy("model-a"):
+    resources.loaded("model-a")
+    with resources.busy("model-a"):
         with pytest.raises(ModelError, match="another session is computing"):
-            demo.check_switch("model-b")
-        demo.check_switch("model-a")  # the same model is fine
-    demo.check_switch("model-b")  # once it has finished, switching is allowed
+            resources.check_switch("model-b")
+        resources.check_switch("model-a")  # the same model is fine
+    resources.check_switch("model-b")  # once it has finished, switching is allowed
 
 
 def test_model_switch_refused_in_the_page(tmp_path, monkeypatch):
-    from ui import demo
+    from ui import resources
 
     monkeypatch.setenv("STEERING_MODEL", "tiny-random")
     monkeypatch.setenv("STEERING_RESULTS", str(tmp_path / "results"))
     monkeypatch.delenv("STEERING_DEMO", raising=False)
-    demo.loaded("tiny-random")
-    with demo.busy("tiny-random"):
+    resources.loaded("tiny-random")
+    with resources.busy("tiny-random"):
         at = app(model="other/model").run()
     assert not at.exception
     assert any("another session is computing" in e.value for e in at.sidebar.error)

@@ -14,10 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from steering import coherence, neutral, side_effects, tradeoff
-from steering.config import SweepConfig
-from steering.evaluate import reference_propensity
-from steering.prompts import encode_example
+from steering.analyses.side_effects import compute as side_effects
+from steering.analyses.side_effects import neutral, tradeoff
+from steering.core.config import SweepConfig
+from steering.core.prompts import encode_example
+from steering.engine import coherence
+from steering.engine.reference import reference_propensity
 
 ROOT = Path(__file__).resolve().parents[1]
 REL_TOL = 1e-3  # fast vs reference: float32, different batching and reduction order
@@ -123,7 +125,7 @@ def test_recommendation_is_chosen_on_validation_only():
 
 def _held_out_vectors(monkeypatch, lm, ds, cfg):
     """The vectors validation_propensities steers its validation items with, and the items it measures."""
-    import steering.sweep as sweep
+    import steering.run.sweep as sweep
 
     seen = {}
     real = sweep.evaluate_grid
@@ -143,8 +145,8 @@ def test_validation_items_are_held_out_of_the_vector(tiny_llama, monkeypatch):
     them: flipping their labels leaves that vector unchanged; it equals a vector fitted on the rest alone."""
     from dataclasses import replace
 
-    from steering.datasets import load_dataset, split_dataset
-    from steering.sweep import encode_all, train_vectors
+    from steering.core.datasets import load_dataset, split_dataset
+    from steering.run.sweep import encode_all, train_vectors
 
     ds = load_dataset("optimism-demo")
     cfg = SweepConfig(n_train=12, n_test=8, multipliers=[0.0, 1.0])
@@ -174,7 +176,7 @@ def test_pareto_frontier():
 
 
 def test_entanglement_diagonal_is_one(tiny_llama, tmp_path):
-    from steering.entanglement import entanglement, matrix
+    from steering.analyses.side_effects.entanglement import entanglement, matrix
 
     base = SweepConfig(n_train=8, n_test=6, multipliers=[0.0, 1.0])
     df = entanglement(tiny_llama, ["optimism-demo", "corrigibility-demo"], 1, base, tmp_path, multiplier=2.0)
@@ -192,7 +194,7 @@ def test_distinct_2():
 
 
 def test_side_effects_stored_and_served(tiny_llama, tmp_path):
-    from steering.sweep import run_sweep
+    from steering.run.sweep import run_sweep
 
     cfg = SweepConfig(dataset="optimism-demo", layers=[1, 2], n_train=8, n_test=6, multipliers=[-1.0, 0.0, 1.0])
     result = run_sweep(cfg, lm=tiny_llama, out=tmp_path)
@@ -203,7 +205,7 @@ def test_side_effects_stored_and_served(tiny_llama, tmp_path):
     assert rec["found"] and rec["multiplier"] == 1.0
     manifest = json.loads((Path(result.run_dir) / "manifest.json").read_text())
     assert manifest["side_effects"]["recommendation"]["layer"] == rec["layer"]
-    from steering.results import load_run
+    from steering.core.results import load_run
 
     df2, rec2, cached2 = side_effects.ensure(tiny_llama, load_run(result.run_dir), result_ds(), se, tmp_path)
     assert cached2 and rec2 == rec
@@ -211,7 +213,7 @@ def test_side_effects_stored_and_served(tiny_llama, tmp_path):
 
 
 def result_ds():
-    from steering.datasets import load_dataset
+    from steering.core.datasets import load_dataset
 
     return load_dataset("optimism-demo")
 
@@ -254,7 +256,7 @@ def test_a_registered_neutral_source_is_fetched_by_name(tmp_path, monkeypatch):
     import io
     import tarfile
 
-    from steering import sources
+    from steering.core import sources
 
     text = "\n".join(f"Line {i} of some neutral prose." for i in range(100)).encode()
     archive = tmp_path / "p.tar.gz"
@@ -278,7 +280,7 @@ def test_a_registered_neutral_source_is_fetched_by_name(tmp_path, monkeypatch):
 
 
 def test_weak_own_shift_columns_are_named():
-    from steering.entanglement import frame, weak_columns
+    from steering.analyses.side_effects.entanglement import frame, weak_columns
 
     shift = np.array([[1.0, 0.5, 0.2], [0.3, 0.8, 0.1], [0.4, 0.9, 0.01]])
     df = frame(["a", "b", "c"], shift)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from steering import cli, static_figures
+from steering.cli import main as cli
+from steering.interop import static_figures
 
 
 def _check_png(data: bytes) -> tuple[int, int]:
@@ -37,8 +38,8 @@ def test_browser_lookup_never_downloads(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 @pytest.fixture(scope="module")
 def run(tiny_llama, tmp_path_factory):
-    from steering.config import SweepConfig
-    from steering.sweep import run_sweep
+    from steering.core.config import SweepConfig
+    from steering.run.sweep import run_sweep
 
     return run_sweep(SweepConfig(dataset="corrigibility-demo", layers=[1, 2], n_train=8, n_test=6),
                      lm=tiny_llama, out=tmp_path_factory.mktemp("results"))

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steering import store
-from steering.store import Partial, RunWriter, cleanup, find_run, verify_run
+from steering.core import store
+from steering.core.store import Partial, RunWriter, cleanup, find_run, verify_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"model": "m", "dataset_name": "d", "layers": [1], "seed": 0}
@@ -26,7 +26,7 @@ def write_run(root: Path, settings: dict = SETTINGS) -> Path:
     """A minimal complete run written through RunWriter (the files the store checks)."""
     import torch
 
-    from steering.vectors import VectorMeta, save_vectors
+    from steering.core.vectors import VectorMeta, save_vectors
 
     with RunWriter(root, settings) as w:
         for name in ("propensities.parquet", "steerability.parquet", "train.parquet"):
@@ -71,7 +71,7 @@ def test_each_kind_of_damage_is_quarantined_with_its_reason(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", ["truncated parquet", "garbage safetensors", "missing sidecar"])
 def test_damaged_sweep_is_recomputed(tiny_llama, tmp_path, kind, caplog):
-    from steering.sweep import SweepConfig, run_sweep
+    from steering.run.sweep import SweepConfig, run_sweep
 
     first = run_sweep(SweepConfig(**CFG), lm=tiny_llama, out=tmp_path)
     DAMAGE[kind](first.run_dir)
@@ -92,7 +92,7 @@ def test_two_threads_committing_the_same_run_both_succeed(tmp_path):
             try:
                 import torch
 
-                from steering.vectors import VectorMeta, save_vectors
+                from steering.core.vectors import VectorMeta, save_vectors
 
                 w = RunWriter(root, SETTINGS)
                 for name in ("propensities.parquet", "steerability.parquet", "train.parquet"):
@@ -135,7 +135,7 @@ def test_two_writers_saving_the_same_batches_never_fail(tmp_path):
 
 
 def test_two_threads_running_the_same_sweep_give_one_good_run(tiny_llama, tmp_path):
-    from steering.sweep import SweepConfig, run_sweep
+    from steering.run.sweep import SweepConfig, run_sweep
 
     errors, results = [], []
 
@@ -156,7 +156,7 @@ def test_two_threads_running_the_same_sweep_give_one_good_run(tiny_llama, tmp_pa
 
 KILLED_WRITER = """
 import sys, os, numpy as np, pandas as pd
-from steering.store import RunWriter, Partial
+from steering.core.store import RunWriter, Partial
 settings = {"model": "m", "dataset_name": "d", "layers": [1], "seed": 0}
 w = RunWriter(sys.argv[1], settings)
 w.parquet("propensities.parquet", pd.DataFrame({"x": [1, 2]}))
@@ -189,7 +189,7 @@ def test_a_live_writers_temporary_directory_is_kept(tmp_path):
 
 
 def test_resumed_run_records_total_compute_time(tiny_llama, tmp_path):
-    from steering.sweep import SweepConfig, run_sweep
+    from steering.run.sweep import SweepConfig, run_sweep
 
     cfg = dict(dataset="corrigibility-demo", layers=[0, 2], n_train=8, n_test=20)
 
@@ -212,7 +212,7 @@ def test_resumed_run_records_total_compute_time(tiny_llama, tmp_path):
 
 
 def test_cli_says_in_one_line_that_a_damaged_run_is_recomputed(tiny_llama, tmp_path, monkeypatch, capsys):
-    from steering import cli
+    from steering.cli import main as cli
 
     monkeypatch.setattr(cli, "load_model", lambda *a, **k: tiny_llama)
     args = ["sweep", "--dataset", "corrigibility-demo", "--layers", "1", "--n-train", "6", "--n-test", "5",

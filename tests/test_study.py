@@ -12,11 +12,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from steering import best_layer, cli, executors, study_stats, sweep
-from steering.config import SweepError
-from steering.datasets import load_dataset, split_dataset
-from steering.study import list_studies, load_study, run_study
-from steering.study_spec import (
+from steering.analyses.study import best_layer, executors
+from steering.analyses.study import stats as study_stats
+from steering.analyses.study.compute import list_studies, load_study, run_study
+from steering.analyses.study.spec import (
     OOD_PAIRS,
     StudySpec,
     expand_datasets,
@@ -26,6 +25,10 @@ from steering.study_spec import (
     parse_layer_rules,
     parse_variants,
 )
+from steering.cli import main as cli
+from steering.core.datasets import load_dataset, split_dataset
+from steering.errors import SweepError
+from steering.run import sweep
 
 DATASETS = ["corrigibility-demo", "optimism-demo"]
 SMALL = dict(n_train=8, n_test=6)
@@ -127,7 +130,7 @@ def test_bad_specs(tmp_path, capsys):
 
 
 def test_ray_executor_missing_is_one_clear_error(monkeypatch):
-    monkeypatch.setattr(executors.importlib.util, "find_spec", lambda name: None)  # as without steering.ray_executor
+    monkeypatch.setattr(executors.importlib.util, "find_spec", lambda name: None)  # as without ray_executor
     with pytest.raises(SweepError, match="ray executor is not installed"):
         executors.run_groups([], "x", {}, executor="ray")
     with pytest.raises(SweepError, match="unknown executor"):
@@ -332,7 +335,7 @@ def test_cli_prints_the_sorted_table_and_lists_studies(tmp_path, capsys):
 def test_entanglement_from_a_stored_study_reuses_its_vectors(tiny_llama, pool, tmp_path, monkeypatch):
     """The study's concepts, layer and settings; no vector is trained again, and the matrix equals the one
     computed from the same concept list in an empty store (trained from scratch)."""
-    from steering import entanglement as ent
+    from steering.analyses.side_effects import entanglement as ent
 
     study = run_study(spec_for(tiny_llama, variants="id"), tmp_path, models=pool)
     names, layer, base = ent.from_study(load_study(tmp_path, "s"), tiny_llama.name)

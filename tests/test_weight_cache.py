@@ -1,4 +1,4 @@
-"""The dequantised-weight cache of GGUF models (steering.weight_cache)."""
+"""The dequantised-weight cache of GGUF models (steering.engine.weight_cache)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from steering import weight_cache as W
+from steering.engine import weight_cache as W
 
 
 @pytest.fixture()
@@ -35,7 +35,7 @@ def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_cached_load_matches_and_file_change_invalidates(cache: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A stand-in for the GGUF reader (the tiny random model) so keying and invalidation run in a second."""
-    from steering.testing import tiny_random_model
+    from steering.engine.tiny import tiny_random_model
 
     calls = []
 

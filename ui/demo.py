@@ -13,24 +13,21 @@
 The settings are enforced on every run from session state, so neither a URL nor
 a forged session value can reach a directory or a model the operator did not list.
 
-In any mode, one model is loaded per process: a session that asks for another
-model while a different session is computing on the loaded one is refused with a
-message (it would unload the model from under that computation).
+One model per process and the busy flag that guards it are in ``ui.resources``.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import streamlit as st
 
-from steering.models import REGISTRY, ModelError
-from steering.testing import TINY_MODEL
+from steering.core.registry import REGISTRY
+from steering.engine.tiny import TINY_MODEL
+from steering.errors import ModelError
+from ui import session
 
 DEMO_ENV = "STEERING_DEMO"
 BUNDLED = ""  # the data-directory setting meaning "bundled data only"
@@ -46,9 +43,7 @@ def _split(value: str) -> list[str]:
 
 def allowed_models() -> list[str]:
     """Registry models the operator allows (the test model only when the operator made it the default)."""
-    from ui.state import env_model
-
-    default = env_model()
+    default = session.env_model()
     known = set(REGISTRY) | ({TINY_MODEL} if default == TINY_MODEL else set())
     names = [n for n in _split(os.environ.get("STEERING_ALLOWED_MODELS", "")) if n in known]
     if not names:
@@ -66,8 +61,7 @@ def enforce() -> None:
     """Reset any setting outside what the operator allows (runs before the sidebar draws)."""
     if not enabled():
         return
-    from ui import state
-
+    state = session
     if state.get("model") not in allowed_models():
         state.put("model", allowed_models()[0])
     if state.get("data_dir") not in allowed_data_dirs():
@@ -105,38 +99,3 @@ def gate() -> bool:
             st.rerun()
         st.error("Wrong password.")
     return False
-
-
-# ---------------------------------------------------------------- one model per process, shared by sessions
-
-_lock = threading.Lock()
-_busy: dict[str, int] = {}  # model name -> computations running on it
-_loaded: list[str] = []  # the name of the model the process holds (at most one)
-
-
-def check_switch(name: str) -> None:
-    """Refuse to load ``name`` while another session is computing on the different model that is loaded."""
-    with _lock:
-        current = _loaded[0] if _loaded else None
-        if current is not None and current != name and _busy.get(current, 0) > 0:
-            raise ModelError(f"another session is computing with {current}; loading {name} now would unload it. "
-                             "Try again when it has finished.")
-
-
-def loaded(name: str) -> None:
-    with _lock:
-        _loaded[:] = [name]
-
-
-@contextmanager
-def busy(name: str) -> Iterator[None]:
-    """Mark ``name`` as in use for the duration of a computation (model switches wait for it)."""
-    with _lock:
-        _busy[name] = _busy.get(name, 0) + 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _busy[name] -= 1
-            if not _busy[name]:
-                del _busy[name]

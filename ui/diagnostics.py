@@ -12,12 +12,12 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from steering import diag_stats
-from steering.config import settings_of
-from steering.diagnostics import load_frames
-from steering.results import SweepResult, load_run
-from steering.store import find_run, settings_key
-from steering.sweep import run_sweep
+from steering.core.config import settings_of
+from steering.core.results import SweepResult, load_run
+from steering.core.store import find_run, settings_key
+from steering.run.diagnostics import stats as diag_stats
+from steering.run.diagnostics.compute import load_frames
+from steering.run.sweep import run_sweep
 from ui import state
 
 NULL_K = 8  # what the dashboard offers

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from steering.inspect import example_curve, token_view
-from steering.results import SweepResult
+from steering.core.results import SweepResult
+from steering.run.inspect import example_curve, token_view
 from ui import state
 
 COLUMNS = ["example_id", "slope", "rmse", "spearman", "baseline", "pos_is_A", "pos_is_yes", "anti_steerable"]

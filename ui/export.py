@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from steering import figures, static_figures
-from steering.datasets import BUNDLED_DIR
-from steering.results import SweepResult
-from steering.testing import TINY_MODEL
+from steering.core.datasets import BUNDLED_DIR
+from steering.core.results import SweepResult
+from steering.engine.tiny import TINY_MODEL
+from steering.interop import static_figures
+from steering.run import figures
 from ui import state
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
     """CSV with formula-like text cells neutralised (a leading quote), numbers unchanged."""
-    from steering.csvsafe import csv_bytes as safe
+    from steering.interop.csvsafe import csv_bytes as safe
 
     return safe(df)
 
@@ -49,7 +50,7 @@ def gguf_bytes(result: SweepResult) -> bytes:
     """The run's vectors as a llama.cpp control vector (layer 0 left out: llama.cpp cannot steer it)."""
     import tempfile
 
-    from steering.controlvec import export_gguf
+    from steering.interop.controlvec import export_gguf
 
     with tempfile.TemporaryDirectory() as tmp:
         path, _ = export_gguf(result.run_dir, Path(tmp) / "control-vector.gguf")
@@ -74,13 +75,13 @@ def snippet(ctx: state.Context, result: SweepResult) -> str:
     bundled = Path(ds.path).resolve().is_relative_to(BUNDLED_DIR.resolve())
     dataset = ("'path/to/your-upload" + Path(ds.path).suffix + "'" if uploaded
                else repr(ds.name) if bundled else repr(ds.path))
-    load = ("from steering.testing import tiny_random_model\nlm = tiny_random_model()" if cfg.model == TINY_MODEL
-            else f"from steering.models import load_model\nlm = load_model({cfg.model!r})")
+    load = ("from steering.engine.tiny import tiny_random_model\nlm = tiny_random_model()" if cfg.model == TINY_MODEL
+            else f"from steering.engine.models import load_model\nlm = load_model({cfg.model!r})")
     note = "# the dataset was uploaded: save it to a file and put its path below\n" if uploaded else ""
     return f"""{load}
-from steering.datasets import load_dataset
-from steering.config import SweepConfig
-from steering.sweep import run_sweep
+from steering.core.datasets import load_dataset
+from steering.core.config import SweepConfig
+from steering.run.sweep import run_sweep
 
 {note}ds = load_dataset({dataset})
 cfg = SweepConfig(

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from steering import figures
-from steering.controlvec import ControlVectorError, evaluate_vectors, read_vectors
+from steering.errors import ControlVectorError
+from steering.interop.controlvec import evaluate_vectors, read_vectors
+from steering.run import figures
 from ui import state
 
 RESULT_KEY = "imported_vector_result"

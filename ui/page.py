@@ -7,9 +7,7 @@ from typing import Callable
 
 import streamlit as st
 
-from steering.config import SweepError
-from steering.datasets import DatasetError
-from steering.models import ModelError
+from steering.errors import DatasetError, ModelError, SweepError
 from ui import demo, sidebar, state
 
 log = logging.getLogger("steering.app")

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from steering.config import settings_of
-from steering.live import live_propensities
-from steering.results import SweepResult, load_run
-from steering.store import find_run, quarantine, settings_key
-from steering.sweep import run_sweep
-from ui import demo, state
+from steering.core.config import settings_of
+from steering.core.results import SweepResult, load_run
+from steering.core.store import find_run, quarantine, settings_key
+from steering.run.live import live_propensities
+from steering.run.sweep import run_sweep
+from ui import resources, state
 
 Scope = Literal["layer", "all"]
 RESULTS = state.SessionMemo("results", 6)  # results kept per session (each holds a few tables and vectors)
@@ -76,7 +76,7 @@ def compute(ctx: state.Context, scope: Scope, layer: int | None = None) -> Sweep
         bar.progress(min(done / max(total, 1), 1.0), text=f"{PHASES.get(phase, phase)}: {done}/{total}")
 
     cfg = ctx.config(_layers(ctx, scope, layer))
-    with demo.busy(ctx.lm.name):  # no other session may unload the model meanwhile
+    with resources.busy(ctx.lm.name):  # no other session may unload the model meanwhile
         result = run_sweep(cfg, lm=ctx.lm, out=state.results_dir(), progress=progress,
                            caches=state.cache_store(), dataset=ctx.dataset)
     bar.empty()
@@ -102,7 +102,7 @@ def propensities_at(ctx: state.Context, result: SweepResult, layer: int, multipl
         rows = props[np.isclose(props.multiplier, grid[hit[0]])]
         return rows.set_index("example_id").propensity.reindex(ids).to_numpy(), False
     def compute() -> np.ndarray:
-        with demo.busy(ctx.lm.name):  # no other session may unload the model meanwhile
+        with resources.busy(ctx.lm.name):  # no other session may unload the model meanwhile
             values = live_propensities(ctx.lm, result, layer, multiplier, state.cache_store())
         return pd.Series(values, index=result.test_pairs().example_id.to_numpy()).reindex(ids).to_numpy()
 

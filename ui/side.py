@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from steering import entanglement as ent
-from steering import side_effects
-from steering.results import SweepResult
+from steering.analyses.side_effects import compute as side_effects
+from steering.analyses.side_effects import entanglement as ent
+from steering.core.results import SweepResult
 from ui import state
 
 SIDE = state.SessionMemo("side_effects", 4)

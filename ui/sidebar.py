@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from steering.config import CHOICES
-from steering.datasets import MAX_UPLOAD_BYTES, DatasetError
-from steering.hooks import POSITION_HELP
-from steering.models import REGISTRY, ModelError, default_layer, list_models
-from steering.scoring import METRIC_UNITS
+from steering.core.config import CHOICES
+from steering.core.datasets import MAX_UPLOAD_BYTES
+from steering.core.registry import REGISTRY, default_layer, list_models
+from steering.core.scoring import METRIC_UNITS
+from steering.engine.hooks import POSITION_HELP
+from steering.errors import DatasetError, ModelError
 from ui import demo, state, unreadable, upload
 
 VARIANT_HELP = ("BASE: the plain prompt. SYS_POS / SYS_NEG: a persona sentence ('You are X.' / 'You are not X.') "

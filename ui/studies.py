@@ -8,9 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from steering.executors import available_executors, study_fraction
-from steering.study import Study, list_studies, load_study, run_study
-from steering.study_spec import StudySpec
+from steering.analyses.study.compute import Study, list_studies, load_study, run_study
+from steering.analyses.study.executors import available_executors, study_fraction
+from steering.analyses.study.spec import StudySpec
 from ui import state
 
 KEYS = {"study": None, "study_model": None, "study_pair": "BASE->BASE", "study_concept": None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from steering.datasets import DatasetError, list_unreadable
+from steering.core.datasets import list_unreadable
+from steering.errors import DatasetError
 
 
 @st.cache_data(ttl=30, show_spinner=False)

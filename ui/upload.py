@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from steering.datasets import Dataset, DatasetError, parse_bytes
+from steering.core.datasets import Dataset, parse_bytes
+from steering.errors import DatasetError
 from ui import state
 
 

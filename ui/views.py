@@ -8,11 +8,11 @@ from typing import Any
 
 import streamlit as st
 
-from steering import figures
-from steering.coherence import distinct_2, perplexity
-from steering.generate import generate_stream
-from steering.results import SweepResult
-from ui import runs, state
+from steering.core.results import SweepResult
+from steering.engine.coherence import distinct_2, perplexity
+from steering.engine.generate import generate_stream
+from steering.run import figures
+from ui import resources, runs, state
 
 
 def chart(fig: Any, key: str) -> None:
@@ -123,9 +123,8 @@ def generations(lm: Any, prompt: str, layer: int, vector: Any, multiplier: float
     texts = ["", ""]
     streams = (generate_stream(lm, prompt, None, None, 0.0, **kw),
                generate_stream(lm, prompt, layer, vector, multiplier, **kw))
-    from ui import demo
 
-    with demo.busy(lm.name):  # no other session may unload the model while it generates
+    with resources.busy(lm.name):  # no other session may unload the model while it generates
         for pair in zip_longest(*streams):
             for i, text in enumerate(pair):
                 if text is not None:

@@ -1,0 +1,144 @@
+"""CAA steering vectors: aggregation of activation differences, and storage.
+
+Training reads the block outputs of every layer at the answer-letter token in
+one pass per prompt (``steering.engine.fast``), or in two full passes per pair on the
+reference path (``steering.engine.reference.reference_differences``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+AGGREGATORS = ("mean", "pca", "logistic")
+
+
+def mean_aggregator(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Mean of differences. pos, neg: [pair, d] -> [d]."""
+    return (pos - neg).mean(0)
+
+
+def pca_aggregator(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """First principal direction of the (uncentred) differences, unit length, signed like the mean."""
+    deltas = (pos - neg).double()
+    _, _, vh = torch.linalg.svd(deltas, full_matrices=False)
+    direction = vh[0]
+    if direction @ deltas.mean(0) < 0:
+        direction = -direction
+    return (direction / direction.norm()).float()
+
+
+def logistic_aggregator(pos: torch.Tensor, neg: torch.Tensor, l2: float = 1e-2, steps: int = 200) -> torch.Tensor:
+    """Weight of a logistic regression separating pos from neg activations, unit length, signed like the mean."""
+    x = torch.cat([pos, neg]).double()
+    x = x - x.mean(0)  # the intercept would otherwise absorb the shared offset
+    scale = x.std(0).clamp_min(1e-8)
+    xs = x / scale
+    y = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).double()
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xs @ w + b, y) + l2 * (w @ w)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    direction = (w.detach() / scale)  # back to the activation basis
+    if direction @ (pos - neg).double().mean(0) < 0:
+        direction = -direction
+    return (direction / direction.norm()).float()
+
+
+AGGREGATOR_FNS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mean": mean_aggregator,
+    "pca": pca_aggregator,
+    "logistic": logistic_aggregator,
+}
+
+
+def aggregate(pos: torch.Tensor, neg: torch.Tensor, aggregator: str = "mean", rescale: bool = True) -> torch.Tensor:
+    """Vectors for all layers. pos, neg: [layer, pair, d] -> [layer, d].
+
+    ``rescale`` gives PCA and logistic directions the norm of the mean
+    difference, so that a multiplier means the same thing for every aggregator.
+    """
+    if aggregator not in AGGREGATOR_FNS:
+        raise ValueError(f"unknown aggregator '{aggregator}': choose one of {', '.join(AGGREGATORS)}")
+    fn = AGGREGATOR_FNS[aggregator]
+    out = []
+    for p, n in zip(pos, neg):
+        v = fn(p, n)
+        if rescale and aggregator != "mean":
+            v = v * mean_aggregator(p, n).norm()
+        out.append(v)
+    return torch.stack(out)
+
+
+@dataclass
+class VectorMeta:
+    """The readable sidecar saved next to the tensors."""
+
+    model: str
+    layers: list[int]
+    read_position: str = "answer-letter token of the completion (the 'A' of '(A)')"
+    aggregator: str = "mean"
+    rescaled: bool = True
+    norms: dict[str, float] = field(default_factory=dict)
+    dataset: str = ""
+    dataset_sha256: str = ""
+    split: str = "train"
+    n_train: int = 0
+    seed: int = 0
+    variant: str = "BASE"
+    hidden_size: int = 0
+
+
+def save_vectors(path: str | Path, vectors: dict[int, torch.Tensor], meta: VectorMeta) -> tuple[Path, Path]:
+    """Write ``layer.{l}`` tensors as safetensors plus a JSON sidecar (``.json``), atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta.norms = {str(l): float(v.norm()) for l, v in vectors.items()}
+    meta.layers = sorted(vectors)
+    tensors = {f"layer.{l}": v.detach().float().cpu().contiguous() for l, v in vectors.items()}
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
+        tmp = f.name
+    save_file(tensors, tmp, metadata={"model": meta.model, "aggregator": meta.aggregator})
+    os.replace(tmp, path)
+    side = path.with_suffix(".json")
+    atomic_write_text(side, json.dumps(asdict(meta), indent=2))
+    return path, side
+
+
+def load_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], VectorMeta | None]:
+    """Read vectors saved by ``save_vectors`` (safetensors only: nothing is unpickled)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    tensors = load_file(str(path))
+    vectors = {}
+    for key, t in tensors.items():
+        if not key.startswith("layer.") or not key[6:].isdigit():
+            raise ValueError(f"{path}: unexpected tensor '{key}' (expected layer.<int>)")
+        vectors[int(key[6:])] = t
+    side = path.with_suffix(".json")
+    meta = VectorMeta(**json.loads(side.read_text())) if side.exists() else None
+    return vectors, meta
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        f.write(text)
+        tmp = f.name
+    os.replace(tmp, path)

@@ -1,0 +1,266 @@
+"""A sweep: train vectors on the train split, evaluate the test split over layers x multipliers, store it.
+
+This is the one entry point the CLI, the dashboard, the studies and the benchmarks share.
+Settings live in ``config``, the stored result in ``results``, the slider in ``live``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from steering.core.config import SweepConfig, settings_of
+from steering.core.datasets import Dataset, Example, load_dataset, split_dataset
+from steering.core.prompts import EncodedPair
+from steering.core.results import SweepResult, load_run, pairs_frame, result_frames
+from steering.core.store import Partial, RunWriter, find_run, settings_key
+from steering.core.swap import encode_for_metric
+from steering.core.vectors import VectorMeta, aggregate, load_vectors, save_vectors
+from steering.engine import fast
+from steering.engine import reference as evaluate
+from steering.engine.models import LoadedModel, load_model
+from steering.errors import SweepError
+from steering.run.checks import check_prompt_lengths
+
+# phase ("train" | "test" | "grid"), done, total
+PhaseProgress = Callable[[str, int, int], None]
+
+
+def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str, system: str,
+               metric: str = "logit_diff") -> list[EncodedPair]:
+    """Tokenised pairs; training always reads A/B letters, a test split may use the answer-text form."""
+    try:
+        pairs = [encode_for_metric(lm.tokenizer, e, variant, ds_name, system, metric) for e in examples]
+        check_prompt_lengths(lm, examples, pairs)  # before any forward pass: a huge item would exhaust memory
+        return pairs
+    except ValueError as e:
+        raise SweepError(str(e)) from e
+
+
+def use_fast(lm: LoadedModel, cfg: SweepConfig) -> bool:
+    return not cfg.reference and cfg.position in fast.FAST_MODES and fast.check_fast_path(lm)
+
+
+def _phase(progress: PhaseProgress | None, phase: str) -> Callable[[int, int], None] | None:
+    """The (done, total) callback the engine's loops take, reporting as ``phase``."""
+    return (lambda done, total: progress(phase, done, total)) if progress else None
+
+
+def train_vectors(lm: LoadedModel, pairs: Sequence[EncodedPair], cfg: SweepConfig,
+                  progress: PhaseProgress | None = None, keep: dict | None = None) -> dict[int, torch.Tensor]:
+    """Vectors for every layer from one pass per training prompt (or two full passes on the reference path).
+
+    ``keep`` receives the training activations ("diffs": (pos, neg)) for the diagnostics."""
+    step = _phase(progress, "train")
+    if use_fast(lm, cfg):
+        cache = fast.build_cache(lm, pairs, mode="answer", progress=step)
+        pos, neg = fast.activation_differences(cache)
+        del cache
+    else:
+        pos, neg = evaluate.reference_differences(lm, pairs, progress=step)
+    if keep is not None:
+        keep["diffs"] = (pos, neg)
+    stacked = aggregate(pos, neg, cfg.aggregator, cfg.rescale)
+    return {l: stacked[l].to(lm.device, lm.dtype) for l in range(lm.n_layers)}
+
+
+def evaluate_grid(lm: LoadedModel, pairs: Sequence[EncodedPair], vectors: dict[int, torch.Tensor],
+                  layers: Sequence[int], cfg: SweepConfig, progress: PhaseProgress | None = None,
+                  caches: fast.CacheStore | None = None, cache_key: str | None = None,
+                  partial: Partial | None = None) -> np.ndarray:
+    """Propensities [example, layer, multiplier] on the fast path when it applies.
+
+    With ``partial``, each finished batch is saved and an interrupted call
+    resumes from the batches already done (fast path).
+    """
+    if not use_fast(lm, cfg):
+        return evaluate.reference_grid(lm, pairs, vectors, layers, cfg.multipliers, cfg.position, cfg.metric,
+                                       progress=_phase(progress, "grid"))
+    cache = caches.get(cache_key) if caches is not None and cache_key else None
+    if cache is None:
+        cache = fast.build_cache(lm, pairs, cfg.position, cfg.metric, progress=_phase(progress, "test"))
+        if caches is not None and cache_key:
+            caches.put(cache_key, cache)
+    finished = {}
+    if partial is not None:  # keep only batches whose examples still match (same batching)
+        for number, (index, values) in partial.batches().items():
+            if number < len(cache.batches) and cache.batches[number].index == index \
+                    and values.shape == (len(index), len(layers), len(cfg.multipliers)):
+                finished[number] = values
+    return fast.grid(lm, cache, vectors, layers, cfg.multipliers, progress=_phase(progress, "grid"),
+                     finished=finished, on_batch=partial.save_batch if partial is not None else None)
+
+
+def _versions() -> dict:
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "numpy": np.__version__, "pandas": pd.__version__}
+
+
+def train_key(cfg: SweepConfig, ds: Dataset, model_name: str) -> str:
+    """Key of the settings that determine the trained vectors (not the test variant, layers or multipliers).
+
+    Content-addresses the vector store: every test variant of a study reuses one training.
+    """
+    return settings_key({"model": model_name, "dataset_sha256": ds.sha256, "dataset_name": ds.name,
+                         "train_variant": cfg.train_variant, "n_train": cfg.n_train, "n_test": cfg.n_test,
+                         "seed": cfg.seed, "balance_train": cfg.balance_train, "aggregator": cfg.aggregator,
+                         "rescale": cfg.rescale, "system": cfg.system})
+
+
+def vector_store_path(out: str | Path, key: str) -> Path:
+    return Path(out) / ".vectors" / f"{key}.safetensors"  # hidden: a cache beside the runs, not a run
+
+
+def trained_vectors(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Sequence[Example],
+                    train_pairs: Sequence[EncodedPair], out: str | Path | None,
+                    progress: PhaseProgress | None = None, keep: dict | None = None
+                    ) -> tuple[dict[int, torch.Tensor], bool]:
+    """Vectors for every layer, read from the vector store when these training settings were trained before.
+
+    Returns (vectors, reused). ``out=None`` skips the store (workers that must not write).
+    """
+    path = vector_store_path(out, train_key(cfg, ds, lm.name)) if out is not None else None
+    if path is not None and path.exists():
+        try:
+            stored, _ = load_vectors(path)
+            if len(stored) == lm.n_layers:
+                return {l: v.to(lm.device, lm.dtype) for l, v in stored.items()}, True
+        except Exception:  # noqa: BLE001 - a damaged cache entry is retrained and overwritten
+            pass
+    vectors = train_vectors(lm, train_pairs, cfg, progress, keep)
+    if path is not None:
+        save_vectors(path, vectors, vector_meta(lm, ds, cfg, train_ex, list(range(lm.n_layers))))
+    return vectors, False
+
+
+def vector_meta(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Sequence[Example],
+                layers: list[int]) -> VectorMeta:
+    return VectorMeta(model=lm.name, layers=layers, aggregator=cfg.aggregator, rescaled=cfg.rescale,
+                      dataset=ds.name, dataset_sha256=ds.sha256, n_train=len(train_ex), seed=cfg.seed,
+                      variant=cfg.train_variant, hidden_size=lm.hidden_size)
+
+
+@dataclass
+class RunOutputs:
+    """Everything a run stores, computed without touching its run directory (a worker can return it)."""
+
+    settings: dict
+    config: SweepConfig
+    frames: dict[str, pd.DataFrame]  # file name -> table: propensities, steerability, train, test
+    vectors: dict[int, torch.Tensor]  # the run's layers
+    meta: VectorMeta
+    manifest: dict
+
+
+def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path | None = "results",
+                progress: PhaseProgress | None = None, caches: fast.CacheStore | None = None,
+                vectors: dict[int, torch.Tensor] | None = None) -> RunOutputs:
+    """Train (or reuse) the vectors and evaluate the grid; with ``out``, resume from and save partial work.
+
+    ``vectors``: every layer's vectors already trained for these training settings (a Ray worker's
+    memo, so a group trains once without a shared disk); training is then skipped.
+    """
+    given = vectors
+    layers = cfg.layers if cfg.layers is not None else list(range(lm.n_layers))
+    cfg.validate(lm.n_layers)
+    settings = settings_of(cfg, ds, layers)
+    key = settings_key(settings)
+    train_ex, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+    train_pairs = encode_all(lm, train_ex, cfg.train_variant, ds.name, cfg.system)
+    test_pairs = encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system, cfg.metric)
+    started = time.time()
+    partial = Partial(out, settings) if out is not None else None  # what an interrupted run already finished
+    reused, keep = False, {}
+    if cfg.diagnostics and caches is None:
+        caches = fast.CacheStore()  # the diagnostics reuse the test prompt states
+    vectors = None
+    if partial is not None and partial.vectors_path.exists():
+        try:
+            vectors = {l: v.to(lm.device, lm.dtype) for l, v in load_vectors(partial.vectors_path)[0].items()}
+        except Exception:  # noqa: BLE001 - damaged partial vectors are trained again
+            partial.clear()
+    if vectors is None or sorted(vectors) != sorted(layers):
+        all_vectors, reused = (given, True) if given is not None else \
+            trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress, keep)
+        vectors = {l: all_vectors[l] for l in layers}
+        if partial is not None:
+            partial.dir.mkdir(parents=True, exist_ok=True)
+            save_vectors(partial.vectors_path, vectors, VectorMeta(model=lm.name, layers=layers))
+            partial.checkpoint()
+    props = evaluate_grid(lm, test_pairs, vectors, layers, cfg, progress, caches, key, partial)
+    prop_df, steer_df = result_frames(cfg, ds.name, lm.name, test_ex, test_pairs, layers, props)
+    frames = {"propensities.parquet": prop_df, "steerability.parquet": steer_df,
+              "train.parquet": pairs_frame(train_ex, train_pairs), "test.parquet": pairs_frame(test_ex, test_pairs)}
+    diag = None
+    if cfg.diagnostics:
+        from steering.run.diagnostics import (
+            compute as diagnostics,  # an analysis above the run; imported only when asked for
+        )
+
+        diag = diagnostics.compute(lm, cfg, ds.name, layers, vectors, props, test_ex, test_pairs, train_pairs,
+                                   keep.get("diffs"), caches.get(key) if use_fast(lm, cfg) else None,
+                                   use_fast(lm, cfg), progress, diagnostics.Stages(partial.dir if partial else None))
+        for name, values in diag.columns.items():
+            steer_df[name] = values
+        frames.update(diag.frames)
+    elapsed = time.time() - started
+    manifest = {
+        "settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
+        "path": "fast" if use_fast(lm, cfg) else "reference",
+        # the total includes earlier, interrupted attempts of the same run (resume)
+        "seconds": round((partial.prior_seconds if partial is not None else 0.0) + elapsed, 2),
+        "seconds_this_attempt": round(elapsed, 2),
+        "n_layers_model": lm.n_layers, "hidden_size": lm.hidden_size, "dataset_path": ds.path,
+        "versions": _versions(), "device": str(lm.device), "dtype": str(lm.dtype),
+        # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
+        "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
+        "vectors_reused": reused, "train_key": train_key(cfg, ds, lm.name),
+        **({"path_note": lm.fast_note} if lm.fast_note else {}),
+    }
+    if diag is not None:
+        manifest["diagnostics"] = diag.summary
+    return RunOutputs(settings, cfg, frames, vectors, vector_meta(lm, ds, cfg, train_ex, layers), manifest)
+
+
+def store_run(out: str | Path, outputs: RunOutputs) -> SweepResult:
+    """Write a computed run atomically into the store (the driver's job when workers compute)."""
+    with RunWriter(out, outputs.settings) as w:
+        for name, df in outputs.frames.items():
+            w.parquet(name, df)
+        save_vectors(w.path("vectors.safetensors"), outputs.vectors, outputs.meta)
+        w.json("manifest.json", outputs.manifest)
+        run_dir = w.commit()
+    Partial(out, outputs.settings).clear()
+    f = outputs.frames
+    return SweepResult(run_dir, outputs.config, f["propensities.parquet"], f["steerability.parquet"],
+                       f["train.parquet"], outputs.vectors, outputs.manifest, test=f["test.parquet"])
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    lm: LoadedModel | None = None,
+    out: str | Path = "results",
+    progress: PhaseProgress | None = None,
+    caches: fast.CacheStore | None = None,
+    dataset: Dataset | None = None,
+) -> SweepResult:
+    """Train, evaluate, fit and store; the same settings again are read from the store."""
+    ds = dataset or load_dataset(cfg.dataset, cfg.data_dir)
+    cfg.dataset = cfg.dataset or ds.name
+    lm = lm or load_model(cfg.model)
+    layers = cfg.layers if cfg.layers is not None else list(range(lm.n_layers))
+    cfg.validate(lm.n_layers)
+    existing = find_run(out, settings_of(cfg, ds, layers))
+    if existing is not None:
+        return load_run(existing, cached=True)
+    return store_run(out, compute_run(cfg, lm, ds, out, progress, caches))
