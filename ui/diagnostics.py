@@ -19,6 +19,7 @@ from steering.run.diagnostics import stats as diag_stats
 from steering.run.diagnostics.compute import load_frames
 from steering.run.sweep import run_sweep
 from ui import state
+from ui.compute import run
 
 NULL_K = 8  # what the dashboard offers
 MEMO = state.SessionMemo("diagnostics", 4)
@@ -47,15 +48,10 @@ def stored(ctx: state.Context, layers: list[int] | None = None, only_split: bool
 
 
 def compute(ctx: state.Context, layers: list[int] | None = None, only_split: bool = False) -> SweepResult:
-    bar = st.progress(0.0, text="Starting diagnostics…")
-
-    def progress(phase: str, done: int, total: int) -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=f"{PHASES.get(phase, phase)}: {done}/{total}")
-
     cfg = config(ctx, layers if layers is not None else [ctx.layer], only_split)
-    result = run_sweep(cfg, lm=ctx.lm, out=state.results_dir(), progress=progress, caches=state.cache_store(),
-                       dataset=ctx.dataset)
-    bar.empty()
+    result = run(lambda progress: run_sweep(cfg, lm=ctx.lm, out=state.results_dir(), progress=progress,
+                                            caches=state.cache_store(), dataset=ctx.dataset),
+                 model=ctx.lm.name, labels=PHASES, start="Starting diagnostics…")
     return MEMO.put(result.manifest["key"], result)
 
 

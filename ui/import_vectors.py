@@ -11,6 +11,8 @@ from steering.errors import ControlVectorError
 from steering.interop.controlvec import evaluate_vectors, read_vectors
 from steering.run import figures
 from ui import state
+from ui.compute import run
+from ui.runs import PHASES
 
 RESULT_KEY = "imported_vector_result"
 
@@ -24,7 +26,10 @@ def _evaluate(ctx: state.Context, name: str, data: bytes):
         if not layers:
             raise ControlVectorError(f"{name}: layers {info['layers']} are beyond {ctx.lm.name}'s "
                                      f"{ctx.lm.n_layers} layers")
-        return evaluate_vectors(path, ctx.lm, ctx.dataset, ctx.config(layers), out=state.results_dir()), info
+        result = run(lambda progress: evaluate_vectors(path, ctx.lm, ctx.dataset, ctx.config(layers),
+                                                       out=state.results_dir(), progress=progress),
+                     model=ctx.lm.name, labels=PHASES, start="Evaluating the imported vector on the test split…")
+        return result, info
 
 
 def section(ctx: state.Context) -> None:
@@ -38,8 +43,7 @@ def section(ctx: state.Context) -> None:
         return
     if st.button("Evaluate the imported vector", key="b_import_vector"):
         try:
-            with st.spinner("Evaluating the imported vector on the test split…"):
-                st.session_state[RESULT_KEY] = (upload.name, *_evaluate(ctx, upload.name, upload.getvalue()))
+            st.session_state[RESULT_KEY] = (upload.name, *_evaluate(ctx, upload.name, upload.getvalue()))
         except (ControlVectorError, ValueError, OSError) as e:
             st.session_state.pop(RESULT_KEY, None)
             st.error(f"Import: {e}")

@@ -18,7 +18,8 @@ from steering.core.results import SweepResult, load_run
 from steering.core.store import find_run, quarantine, settings_key
 from steering.run.live import live_propensities
 from steering.run.sweep import run_sweep
-from ui import resources, state
+from ui import state
+from ui.compute import run
 
 Scope = Literal["layer", "all"]
 RESULTS = state.SessionMemo("results", 6)  # results kept per session (each holds a few tables and vectors)
@@ -70,16 +71,10 @@ def current(ctx: state.Context) -> SweepResult | None:
 
 def compute(ctx: state.Context, scope: Scope, layer: int | None = None) -> SweepResult:
     """Run (or fetch) the sweep with a progress bar for its phases."""
-    bar = st.progress(0.0, text="Starting…")
-
-    def progress(phase: str, done: int, total: int) -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=f"{PHASES.get(phase, phase)}: {done}/{total}")
-
     cfg = ctx.config(_layers(ctx, scope, layer))
-    with resources.busy(ctx.lm.name):  # no other session may unload the model meanwhile
-        result = run_sweep(cfg, lm=ctx.lm, out=state.results_dir(), progress=progress,
-                           caches=state.cache_store(), dataset=ctx.dataset)
-    bar.empty()
+    result = run(lambda progress: run_sweep(cfg, lm=ctx.lm, out=state.results_dir(), progress=progress,
+                                            caches=state.cache_store(), dataset=ctx.dataset),
+                 model=ctx.lm.name, labels=PHASES)
     key, _ = _key(ctx, scope, layer)
     return RESULTS.put(key, result)
 
@@ -101,9 +96,9 @@ def propensities_at(ctx: state.Context, result: SweepResult, layer: int, multipl
     if len(hit):
         rows = props[np.isclose(props.multiplier, grid[hit[0]])]
         return rows.set_index("example_id").propensity.reindex(ids).to_numpy(), False
-    def compute() -> np.ndarray:
-        with resources.busy(ctx.lm.name):  # no other session may unload the model meanwhile
-            values = live_propensities(ctx.lm, result, layer, multiplier, state.cache_store())
+    def compute() -> np.ndarray:  # quick (cached prompt states): the busy flag without a bar
+        values = run(lambda _: live_propensities(ctx.lm, result, layer, multiplier, state.cache_store()),
+                     model=ctx.lm.name, bar=False)
         return pd.Series(values, index=result.test_pairs().example_id.to_numpy()).reindex(ids).to_numpy()
 
     return LIVE.get_or_compute(("live", result.manifest["key"], layer, round(float(multiplier), 6)), compute), True

@@ -1,29 +1,20 @@
-"""Streamlit glue for the Side effects page: compute a run's side effects with a progress bar, memoised."""
+"""Streamlit glue for the Side effects page: a run's side effects and entanglement, computed through
+``ui.compute`` (progress bar, busy flag) and memoised."""
 
 from __future__ import annotations
 
 import pandas as pd
-import streamlit as st
 
 from steering.analyses.side_effects import compute as side_effects
 from steering.analyses.side_effects import entanglement as ent
 from steering.core.results import SweepResult
 from ui import state
+from ui.compute import run
 
 SIDE = state.SessionMemo("side_effects", 4)
 ENT = state.SessionMemo("entanglement", 4)
 PHASES = {"text": "Neutral text: KL and perplexity per layer", "mc": "Capability set", "val": "Validation items",
           "train": "Training each concept's vector", "cross": "Measuring every concept under every vector"}
-
-
-def _bar():
-    bar = st.progress(0.0, text="Starting…")
-
-    def progress(phase: str, done: int, total: int) -> None:
-        label = PHASES.get(phase.split(":")[0], phase)
-        bar.progress(min(done / max(total, 1), 1.0), text=f"{label}: {done}/{total}")
-
-    return bar, progress
 
 
 def stored(result: SweepResult) -> pd.DataFrame | None:
@@ -37,16 +28,16 @@ def stored(result: SweepResult) -> pd.DataFrame | None:
 
 
 def compute(ctx: state.Context, result: SweepResult, se: side_effects.SideEffectsConfig) -> pd.DataFrame:
-    bar, progress = _bar()
-    df, _, _ = side_effects.ensure(ctx.lm, result, ctx.dataset, se, state.results_dir(),
-                                   state.get("data_dir") or None, progress)
-    bar.empty()
+    df, _, _ = run(lambda progress: side_effects.ensure(ctx.lm, result, ctx.dataset, se, state.results_dir(),
+                                                        state.get("data_dir") or None, progress),
+                   model=ctx.lm.name, labels=PHASES)
     return SIDE.put((result.manifest["key"], result.manifest["side_effects"]["key"]), df)
 
 
 def entanglement(ctx: state.Context, paths: list[str], multiplier: float, compute: bool) -> pd.DataFrame | None:
     """The matrix for these concepts at the sidebar layer: memoised, from the store, or computed on request."""
-    return _matrix(lambda: ctx.lm, paths, ctx.layer, ctx.config([ctx.layer]), multiplier, compute, ctx.settings)
+    return _matrix(ctx.lm.name, lambda: ctx.lm, paths, ctx.layer, ctx.config([ctx.layer]), multiplier, compute,
+                   ctx.settings)
 
 
 def study_entanglement(study, model: str, pair: tuple[str, str], multiplier: float,
@@ -54,15 +45,15 @@ def study_entanglement(study, model: str, pair: tuple[str, str], multiplier: flo
     """The matrix over a stored study's concepts at its layer for ``model``; its runs' vectors are reused."""
     paths, layer, base = ent.from_study(study, model, pair)
     context = ("study", study.meta["key"], model, pair)
-    return _matrix(lambda: state.model(model), paths, layer, base, multiplier, compute, context)
+    return _matrix(model, lambda: state.model(model), paths, layer, base, multiplier, compute, context)
 
 
-def _matrix(lm, paths, layer, base, multiplier, compute, context) -> pd.DataFrame | None:
+def _matrix(name, lm, paths, layer, base, multiplier, compute, context) -> pd.DataFrame | None:
     key = (context, tuple(paths), layer, multiplier)
     hit = ENT.get(key)
     if hit is not None or not compute:
         return hit
-    bar, progress = _bar()
-    df = ent.entanglement(lm(), paths, layer, base, state.results_dir(), multiplier, progress)
-    bar.empty()
+    # the model is loaded inside: the busy flag is held from before the load to the end
+    df = run(lambda progress: ent.entanglement(lm(), paths, layer, base, state.results_dir(), multiplier, progress),
+             model=name, labels=PHASES)
     return ENT.put(key, df)

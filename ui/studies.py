@@ -9,9 +9,10 @@ from pathlib import Path
 import streamlit as st
 
 from steering.analyses.study.compute import Study, list_studies, load_study, run_study
-from steering.analyses.study.executors import available_executors, study_fraction
+from steering.analyses.study.executors import available_executors, study_measure
 from steering.analyses.study.spec import StudySpec
 from ui import state
+from ui.compute import run
 
 KEYS = {"study": None, "study_model": None, "study_pair": "BASE->BASE", "study_concept": None,
         "study_ood": "SYS_POS", "study_pending": None}
@@ -83,28 +84,15 @@ def open_cell(study: Study, model: str, dataset: str, pair: tuple[str, str], pag
 def start(spec: StudySpec, executor: str, lm) -> Study:
     """Run or resume ``spec`` with a progress bar; finished cells come from the store."""
     state.put("study_pending", {"spec": spec.to_json(), "executor": executor})
-    bar = st.progress(0.0, text="Starting the study…")
-    t0, first = time.time(), None
-
-    def progress(phase: str, done: int, total: int) -> None:
-        nonlocal first
-        frac = study_fraction(phase, done, total)
-        if frac is None:
-            bar.progress(min(done / max(total, 1), 1.0), text=f"{phase}: {done}/{total}")
-            return
-        first = None if phase.endswith("stored") else (first or (time.time(), frac))
-        rate = (frac - first[1]) / max(time.time() - first[0], 1e-9) if first else 0
-        eta = f" · about {(1 - frac) / rate:.0f} s left" if rate > 0 else ""
-        bar.progress(frac, text=f"{phase} {done}/{total}{eta}")
-
+    t0 = time.time()
     models = {lm.name: lm} if lm is not None else None
-    try:
-        study = run_study(spec, state.results_dir(), progress=progress, executor=executor, models=models,
-                          caches=state.cache_store())
+    try:  # the shared model, when the study uses it, stays loaded until the study has finished
+        study = run(lambda progress: run_study(spec, state.results_dir(), progress=progress, executor=executor,
+                                               models=models, caches=state.cache_store()),
+                    model=lm.name if lm is not None else None, measure=study_measure, start="Starting the study…")
     except Exception:  # a bad spec must not be retried on every visit; leaving the page (a BaseException) resumes
         state.put("study_pending", None)
         raise
-    bar.empty()
     state.put("study_pending", None)
     state.put("study", spec.name)
     st.caption(f"Finished in {time.time() - t0:.0f} s.")

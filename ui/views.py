@@ -12,7 +12,7 @@ from steering.core.results import SweepResult
 from steering.engine.coherence import distinct_2, perplexity
 from steering.engine.generate import generate_stream
 from steering.run import figures
-from ui import resources, runs, state
+from ui import compute, runs, state
 
 
 def chart(fig: Any, key: str) -> None:
@@ -111,7 +111,7 @@ def tokens_html(tokens: list[dict]) -> str:
 
 
 def generations(lm: Any, prompt: str, layer: int, vector: Any, multiplier: float, memo_key: str,
-                **kw: Any) -> None:
+                max_new_tokens: int = 48, **kw: Any) -> None:
     """Unsteered and steered generations side by side, streamed together token by token.
 
     The finished pair is kept in session state (for this prompt), so other widgets' reruns do not wipe it.
@@ -121,15 +121,19 @@ def generations(lm: Any, prompt: str, layer: int, vector: Any, multiplier: float
     right.markdown(f"**Steered** (layer {layer}, multiplier {multiplier:g})")
     slots = left.empty(), right.empty()
     texts = ["", ""]
+    kw["max_new_tokens"] = max_new_tokens
     streams = (generate_stream(lm, prompt, None, None, 0.0, **kw),
                generate_stream(lm, prompt, layer, vector, multiplier, **kw))
 
-    with resources.busy(lm.name):  # no other session may unload the model while it generates
-        for pair in zip_longest(*streams):
+    def stream(progress) -> None:
+        for n, pair in enumerate(zip_longest(*streams), start=1):  # one new token of each text per step
             for i, text in enumerate(pair):
                 if text is not None:
                     texts[i] = text
                     slots[i].code(text or " ", language=None, wrap_lines=True)
+            progress("generate", n, max_new_tokens)
+
+    compute.run(stream, model=lm.name, labels={"generate": "Generating (tokens)"})
     for i in range(2):
         slots[i].code(texts[i] or "(no tokens before end of text)", language=None, wrap_lines=True)
     scores = [coherence_line(lm, prompt, t) for t in texts]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 
 from steering.analyses.study import stats as study_stats
 from steering.analyses.study.compute import Study, list_studies, run_study
-from steering.analyses.study.executors import EXECUTORS, study_fraction
+from steering.analyses.study.executors import EXECUTORS, study_measure
 from steering.analyses.study.spec import make_spec
+from steering.cli.common import Bar
 from steering.core.config import CHOICES, DEFAULT_METRIC, DEFAULT_MULTIPLIERS, add_split_options, parse_multipliers
 from steering.core.registry import DEFAULT_MODEL
 
@@ -31,34 +31,6 @@ def add_parsers(sub) -> None:
     s.add_argument("--out", default="results")
     ls = sub.add_parser("studies", help="list stored studies")
     ls.add_argument("--out", default="results")
-
-
-class StudyBar:
-    """One line on stderr: cell k/N and its phase, the study's fraction done and its ETA."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr  # looked up now: tests and wrappers replace sys.stderr
-        self.t0, self.width, self.first = time.time(), 0, None
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        frac = study_fraction(phase, done, total)
-        elapsed = time.time() - self.t0
-        if frac is not None:
-            # the rate is measured from the first computed report on: model loading and stored cells
-            # (which finish at once) would skew it
-            self.first = None if phase.endswith("stored") else (self.first or (time.time(), frac))
-            rate = (frac - self.first[1]) / max(time.time() - self.first[0], 1e-9) if self.first else 0
-            eta = f"ETA {(1 - frac) / rate:6.0f}s" if rate > 0 else f"{elapsed:5.0f}s"
-            line = f"\r[{'#' * int(20 * frac)}{'.' * (20 - int(20 * frac))}] {frac:4.0%} {phase} {done}/{total} {eta}"
-        else:
-            line = f"\r{phase} {done}/{total} {elapsed:5.0f}s"
-        self.stream.write(line.ljust(self.width))
-        self.width = len(line)
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
 
 
 def _pct(x: float) -> str:
@@ -131,7 +103,7 @@ def run(args) -> int:
         metric=args.metric,
         balance_train=args.balance_train,
     )
-    bar = StudyBar()
+    bar = Bar(measure=study_measure)
     try:
         study = run_study(spec, args.out, progress=bar, executor=args.executor, replace=args.replace, **options)
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from typing import Callable
 
 from steering.core.config import SweepConfig, settings_of
 from steering.core.datasets import Dataset
+from steering.core.progress import plain_measure
 from steering.core.results import SweepResult, load_run
 from steering.core.store import find_run
 from steering.engine.models import LoadedModel, load_model
@@ -42,6 +43,14 @@ def study_fraction(phase: str, done: int, total: int) -> float | None:
     step = phase.rsplit("· ", 1)[-1]
     start, width = _PHASE_SPAN.get(step, (0.0, 1.0))
     return min(1.0, (k - 1 + start + width * done / max(total, 1)) / max(n, 1))
+
+
+def study_measure(phase: str, done: int, total: int) -> tuple[str, float, bool]:
+    """For ``core.progress``: a study's cells are one stage on the study's scale; stored cells are cached."""
+    frac = study_fraction(phase, done, total)
+    if frac is None:  # e.g. choosing the best layer, before the cells
+        return plain_measure(phase, done, total)
+    return "study", frac, phase.endswith("stored")
 
 
 def get_model(name: str, pool: dict[str, LoadedModel]) -> LoadedModel:
