@@ -5,82 +5,7 @@ breakdown; a form starts (or resumes) a study; choosing a concept opens it in th
 import streamlit as st
 
 from steering.analyses.study import figures as study_figures
-from steering.analyses.study import spec as study_spec
-from ui import page, state, studies, views
-
-STEER_PAGE, INSPECT_PAGE = "pages/1_Steerability.py", "pages/3_Inspect_examples.py"
-
-
-def form(ctx: state.Context, expanded: bool) -> None:
-    with st.expander("Start a study", expanded=expanded):
-        st.caption(
-            f"On {ctx.lm.name}, with the sidebar's multipliers, seed, aggregator and metric. Each cell is a "
-            "stored sweep: leaving the page stops it, coming back resumes it from the finished cells."
-        )
-        with st.form("study_form"):
-            c = st.columns([2, 3, 2])
-            name = c[0].text_input("Study name", value="my-study", key="w_form_name")
-            datasets = c[1].text_input(
-                "Concepts",
-                value="bundled",
-                key="w_form_datasets",
-                help="paper-figure1, paper (needs the data directory), bundled, or dataset names, comma-separated",
-            )
-            variants = c[2].selectbox(
-                "Prompt variants",
-                ["id", "id,ood", "all"],
-                index=1,
-                help="id = BASE->BASE; ood = BASE->SYS_POS/SYS_NEG/USER_POS/USER_NEG; all = every train x test pair",
-            )
-            c = st.columns(4)
-            layer = c[0].text_input(
-                "Layer rule",
-                value="0.4",
-                key="w_form_layer",
-                help="an index (12), a relative depth (0.4), or best "
-                "(chosen on a validation half of the training split)",
-            )
-            n_train = c[1].number_input("Train items", min_value=1, value=int(ctx.settings.n_train))
-            n_test = c[2].number_input("Test items", min_value=1, value=int(ctx.settings.n_test))
-            executor = c[3].selectbox("Executor", studies.executors())
-            go = st.form_submit_button("Run study", type="primary", key="w_form_run")
-        if go:
-            s = ctx.settings
-            spec = study_spec.make_spec(
-                name.strip(),
-                ctx.lm.name,
-                datasets,
-                variants,
-                layer,
-                state.get("data_dir") or None,
-                multipliers=list(s.multipliers),
-                n_train=int(n_train),
-                n_test=int(n_test),
-                seed=s.seed,
-                aggregator=s.aggregator,
-                metric=s.metric,
-                balance_train=s.balance_train,
-            )
-            studies.start(spec, executor, ctx.lm)
-            st.rerun()
-
-
-def concept_links(study, model: str, pair: tuple[str, str], order: list[str]) -> None:
-    st.subheader("Open a concept")
-    names = order[::-1]  # most steerable first, as in the figure
-    if state.get("study_concept") not in names:
-        state.put("study_concept", names[0])
-    c = st.columns([3, 1, 1])
-    with c[0]:
-        concept = state.bound(st.selectbox, "Concept", "study_concept", options=names)
-    st.caption(
-        "Sets the sidebar (model, concept, layer, variants, split) to this study's settings: the "
-        "pages open on its stored run, nothing is recomputed."
-    )
-    if c[1].button("Steerability →", key="open_steerability", type="primary"):
-        studies.open_cell(study, model, concept, pair, STEER_PAGE)
-    if c[2].button("Inspect examples →", key="open_inspect"):
-        studies.open_cell(study, model, concept, pair, INSPECT_PAGE)
+from ui import page, state, studies, study_overview, views
 
 
 def body(ctx: state.Context) -> None:
@@ -91,7 +16,7 @@ def body(ctx: state.Context) -> None:
         studies.start(spec, executor, ctx.lm if ctx.lm.name in spec.models else None)
         st.rerun()
     study = studies.pick_study()
-    form(ctx, expanded=study is None)
+    study_overview.form(ctx, expanded=study is None)
     if study is None:
         st.info(
             "No study stored yet: start one above, or from the command line with "
@@ -111,24 +36,10 @@ def body(ctx: state.Context) -> None:
     d, e = study.datasets, study.examples
     rows = d[(d.model == model) & (d.train_variant == pair[0]) & (d.test_variant == pair[1])]
     ex = e[(e.model == model) & (e.train_variant == pair[0]) & (e.test_variant == pair[1])]
-    spec = study.spec
-    st.caption(
-        f"{model} · layer {study.layer(model)} (rule {spec.layer_rules[model]}) · {len(rows)} concepts · "
-        f"{spec.n_train} train / {spec.n_test} test items · multipliers "
-        f"{state.format_multipliers(spec.multipliers)} · {spec.aggregator} vector · seed {spec.seed}"
-    )
-    m = st.columns(4)
-    m[0].metric("Concepts", len(rows))
-    m[1].metric("Median anti-steerable fraction", f"{rows.frac_anti.median():.0%}")
-    m[2].metric("Concepts with ≥ 30% anti-steerable", int((rows.frac_anti >= 0.3).sum()))
-    m[3].metric(
-        "Mean share explained by A/B",
-        f"{rows.share_ab.mean():.0%}",
-        help="R² of the per-example slopes on 'positive answer is A', averaged over concepts.",
-    )
-    views.chart(study_figures.concept_distributions(ex, rows, spec.metric, kind), key="study_dist")
+    study_overview.summary(study, model, rows)
+    views.chart(study_figures.concept_distributions(ex, rows, study.spec.metric, kind), key="study_dist")
     views.chart(study_figures.spurious_bars(rows), key="study_spurious")
-    concept_links(study, model, pair, study_figures.concept_order(rows))
+    study_overview.concept_links(study, model, pair, study_figures.concept_order(rows))
 
 
 page.run("Study overview", body)

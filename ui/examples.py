@@ -1,4 +1,5 @@
-"""The Inspect page's table, its selection, and the per-example detail (memoised per session)."""
+"""The Inspect page's table, its selection, and the per-example detail: its figures and numbers (memoised
+per session), its diagnostics and generations."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from steering.core.results import SweepResult
+from steering.run import figures
 from steering.run.inspect import example_curve, token_view
-from ui import state
+from ui import diagnostics, state, views
+from ui.compute import run
 
 COLUMNS = ["example_id", "slope", "rmse", "spearman", "baseline", "pos_is_A", "pos_is_yes", "anti_steerable"]
 SORTS = {"slope": "slope (most anti-steerable first)", "rmse": "rmse (least linear first)",
@@ -66,5 +69,36 @@ def curve(ctx: state.Context, result: SweepResult, row: pd.Series) -> pd.DataFra
     cfg = result.config
     return CURVES.get_or_compute(
         (result.manifest["key"], int(row.layer), row.example_id),
-        lambda: example_curve(ctx.lm, row.prompt, row.positive, row.negative, int(row.layer),
-                              result.vectors[int(row.layer)], cfg.multipliers, cfg.position, cfg.metric))
+        lambda: run(lambda _: example_curve(ctx.lm, row.prompt, row.positive, row.negative, int(row.layer),
+                                            result.vectors[int(row.layer)], cfg.multipliers, cfg.position,
+                                            cfg.metric),
+                    model=ctx.lm.name, bar=False))  # a few passes (the page shows a spinner): the flag only
+
+
+def detail(ctx: state.Context, result, example_id: str) -> None:
+    """One example: verdict, diagnostics, tokens, its propensity and P(A)/P(B) curves, generations."""
+    row = row_of(result, ctx.layer, example_id)
+    verdict = ":red[anti-steerable]" if row.anti_steerable else ":blue[steerable]"
+    st.subheader(f"{example_id}: slope {row.slope:.3g} ({verdict})")
+    st.caption(f"Positive (behaviour-matching) answer {row.positive.strip()}, negative {row.negative.strip()}.")
+    diagnostics.example_panel(ctx, example_id)
+    st.markdown(views.tokens_html(tokens(ctx, row)), unsafe_allow_html=True)
+    left, right = st.columns(2)
+    with left:
+        views.chart(figures.example_curve(points_of(result, ctx.layer, example_id), row.slope,
+                                          row.intercept, ctx.metric, title="Propensity of this example"),
+                    key="example_curve")
+    with st.spinner("Computing P(A) and P(B) at each multiplier…"):
+        probs = curve(ctx, result, row)
+    with right:
+        views.chart(figures.answer_probs(probs), key="answer_probs")
+    st.dataframe(probs, hide_index=True, key="curve_table")
+    st.markdown("**Generation from this prompt**")
+    c = st.columns([3, 1, 1])
+    m = state.bound(c[0].slider, "Steering multiplier", "inspect_multiplier", min_value=-10.0, max_value=10.0, step=0.5)
+    n = state.bound(c[1].number_input, "Max new tokens", "inspect_tokens", min_value=1, max_value=200, step=1)
+    if c[2].button("Generate", key="inspect_generate"):
+        views.generations(ctx.lm, row.prompt, ctx.layer, result.vectors[ctx.layer], m, "s_inspect_gen",
+                          max_new_tokens=int(n), mode=ctx.settings.position)
+    else:
+        views.last_generations("s_inspect_gen", row.prompt)
