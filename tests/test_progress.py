@@ -34,7 +34,8 @@ def test_eta_is_the_measured_rate_from_the_first_report_of_the_phase():
     s = p.update("grid", 5, 10)  # 5 units in 16 s: 5 left take 16 s
     assert s.eta == pytest.approx(16) and s.elapsed == pytest.approx(16)
     clock.t += 1
-    assert p.update("grid", 10, 10).eta == 0
+    s = p.update("grid", 10, 10)
+    assert s.eta == 0 and s.text() == "Evaluating the grid: 10/10 · 17 s"
 
 
 def test_a_new_phase_starts_a_new_estimate():

@@ -49,7 +49,7 @@ class Snapshot:
     def text(self) -> str:
         """One line: 'Evaluating the grid: 4/10 · 12 s · about 18 s left'."""
         line = f"{self.label}: {self.done}/{self.total} · {format_seconds(self.elapsed)}"
-        if self.eta is not None:
+        if self.eta is not None and self.fraction < 1.0:  # finished: the time spent says it all
             line += f" · about {format_seconds(self.eta)} left"
         return line
 
