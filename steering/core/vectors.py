@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 
+from steering.errors import ControlVectorError, SweepError
+
 AGGREGATORS = ("mean", "pca", "logistic")
 
 
@@ -73,7 +75,7 @@ def aggregate(pos: torch.Tensor, neg: torch.Tensor, aggregator: str = "mean", re
     difference, so that a multiplier means the same thing for every aggregator.
     """
     if aggregator not in AGGREGATOR_FNS:
-        raise ValueError(f"unknown aggregator '{aggregator}': choose one of {', '.join(AGGREGATORS)}")
+        raise SweepError(f"unknown aggregator '{aggregator}': choose one of {', '.join(AGGREGATORS)}")
     fn = AGGREGATOR_FNS[aggregator]
     out = []
     for p, n in zip(pos, neg):
@@ -130,7 +132,7 @@ def load_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], VectorMeta 
     vectors = {}
     for key, t in tensors.items():
         if not key.startswith("layer.") or not key[6:].isdigit():
-            raise ValueError(f"{path}: unexpected tensor '{key}' (expected layer.<int>)")
+            raise ControlVectorError(f"{path}: unexpected tensor '{key}' (expected layer.<int>)")
         vectors[int(key[6:])] = t
     side = path.with_suffix(".json")
     meta = VectorMeta(**json.loads(side.read_text())) if side.exists() else None
