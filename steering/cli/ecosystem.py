@@ -84,6 +84,10 @@ def _import(args) -> int:
     for name in ("n_train", "n_test", "seed"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
+    try:
+        cfg.validate()
+    except TypeError as e:  # a recorded setting of the wrong type (e.g. a text where a number belongs)
+        raise ControlVectorError(f"{args.file}: the settings recorded in the file are not usable ({e})") from None
     ds = load_dataset(cfg.dataset, cfg.data_dir)
     model = args.model or info["model"] or settings.get("model")
     if not model:

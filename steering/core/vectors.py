@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from steering.core import jsonfile
 from steering.errors import ControlVectorError, SweepError
 
 AGGREGATORS = ("mean", "pca", "logistic")
@@ -128,15 +129,24 @@ def load_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], VectorMeta 
     from safetensors.torch import load_file
 
     path = Path(path)
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (not a ValueError) for
+        # damaged content, and OSErrors without errno or file name for a missing one
+        raise ControlVectorError(f"{path}: not a readable safetensors file ({e})") from None
     vectors = {}
     for key, t in tensors.items():
         if not key.startswith("layer.") or not key[6:].isdigit():
             raise ControlVectorError(f"{path}: unexpected tensor '{key}' (expected layer.<int>)")
         vectors[int(key[6:])] = t
     side = path.with_suffix(".json")
-    meta = VectorMeta(**json.loads(side.read_text())) if side.exists() else None
-    return vectors, meta
+    if not side.exists():
+        return vectors, None
+    doc = jsonfile.read(side, ControlVectorError)
+    try:
+        return vectors, VectorMeta(**doc)
+    except TypeError as e:  # a missing or unknown field
+        raise ControlVectorError(f"{side}: not a vector sidecar ({e})") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

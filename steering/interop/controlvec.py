@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from steering.core import jsonfile
 from steering.core.vectors import VectorMeta, load_vectors, save_vectors
 from steering.errors import ControlVectorError  # noqa: F401 - re-exported
 
@@ -92,7 +93,7 @@ def _run_parts(run_dir: Path) -> tuple[dict[int, torch.Tensor], VectorMeta | Non
         raise ControlVectorError(f"{run_dir}: no vectors.safetensors (is it a run directory?)")
     vectors, meta = load_vectors(vec_path)
     manifest_path = run_dir / "manifest.json"
-    settings = json.loads(manifest_path.read_text()).get("settings") if manifest_path.is_file() else None
+    settings = jsonfile.read(manifest_path, ControlVectorError).get("settings") if manifest_path.is_file() else None
     return vectors, meta, settings
 
 
@@ -110,6 +111,19 @@ def export_gguf(run_dir: str | Path, dest: str | Path, layers: list[int] | None 
 def _field(reader, key: str) -> Any:
     f = reader.fields.get(key)
     return None if f is None else f.contents()
+
+
+def _json_field(path: Path, reader, key: str) -> dict | None:
+    """A JSON object stored as a string field of an imported file (None when absent)."""
+    text = _field(reader, key)
+    if not text:
+        return None
+    if not isinstance(text, str):
+        raise ControlVectorError(f"{path} field {key}: expected a JSON string, found {type(text).__name__}")
+    doc = jsonfile.loads(text, f"{path} field {key}", ControlVectorError)
+    if not isinstance(doc, dict):
+        raise ControlVectorError(f"{path} field {key}: expected a JSON object, found {type(doc).__name__}")
+    return doc
 
 
 def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
@@ -151,11 +165,10 @@ def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
         vectors[layer] = vectors.get(layer, 0) + torch.from_numpy(data.copy())  # llama.cpp sums repeats too
     if not vectors:
         raise ControlVectorError(f"{path}: no direction tensors")
-    meta_json, settings_json = _field(reader, "steering.vector_meta"), _field(reader, "steering.settings")
     info = {"format": "gguf", "model": _field(reader, "steering.model") or _field(reader, f"{ARCH}.model_hint") or "",
             "layers": sorted(vectors), "layer_count": _field(reader, f"{ARCH}.layer_count"),
-            "vector_meta": json.loads(meta_json) if meta_json else None,
-            "settings": json.loads(settings_json) if settings_json else None, "sha256": sha}
+            "vector_meta": _json_field(path, reader, "steering.vector_meta"),
+            "settings": _json_field(path, reader, "steering.settings"), "sha256": sha}
     return vectors, info
 
 
@@ -163,8 +176,11 @@ def to_safetensors(path: str | Path, dest: str | Path) -> tuple[Path, Path]:
     """Convert a control vector (or vector file) into this project's safetensors + JSON sidecar."""
     vectors, info = read_vectors(path)
     known = {f.name for f in fields(VectorMeta)}
-    meta = VectorMeta(**{k: v for k, v in (info.get("vector_meta") or {}).items() if k in known}) \
-        if info.get("vector_meta") else VectorMeta(model=info["model"], layers=info["layers"])
+    try:
+        meta = VectorMeta(**{k: v for k, v in (info.get("vector_meta") or {}).items() if k in known}) \
+            if info.get("vector_meta") else VectorMeta(model=info["model"], layers=info["layers"])
+    except TypeError as e:  # the file's vector_meta lacks a required field
+        raise ControlVectorError(f"{path}: its vector_meta is incomplete ({e})") from None
     meta.hidden_size = meta.hidden_size or int(next(iter(vectors.values())).numel())
     return save_vectors(dest, vectors, meta)
 
