@@ -8,6 +8,7 @@ from steering.analyses.side_effects import figures as side_figures
 from steering.analyses.side_effects import tradeoff
 from steering.analyses.side_effects.compute import SideEffectsConfig
 from steering.analyses.study.compute import list_studies
+from steering.errors import InputError
 from steering.run import figures
 from ui import page, runs, side, state, studies, views
 
@@ -76,7 +77,7 @@ def entanglement_section(ctx: state.Context) -> None:
                             f"layer {layer}", key="ent_compute_study", disabled=mult == 0)
         try:
             df = side.study_entanglement(study, model, pair, float(mult), clicked) if mult != 0 else None
-        except ValueError as e:  # e.g. a study of one concept
+        except InputError as e:  # e.g. a study of one concept
             st.error(str(e))
             return
     else:
