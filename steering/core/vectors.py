@@ -126,13 +126,14 @@ def save_vectors(path: str | Path, vectors: dict[int, torch.Tensor], meta: Vecto
 
 def load_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], VectorMeta | None]:
     """Read vectors saved by ``save_vectors`` (safetensors only: nothing is unpickled)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     try:
         tensors = load_file(str(path))
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (not a ValueError) for
-        # damaged content, and OSErrors without errno or file name for a missing one
+    except (SafetensorError, OSError) as e:  # its own error (not a ValueError) for damaged content, and
+        # OSErrors without errno or file name for a missing one: named here instead
         raise ControlVectorError(f"{path}: not a readable safetensors file ({e})") from None
     vectors = {}
     for key, t in tensors.items():
