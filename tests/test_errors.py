@@ -211,6 +211,23 @@ def test_a_damaged_vector_file_is_bad_input(tiny_cli, vector_file, capsys, tmp_p
         read_vectors(vector_file)
 
 
+@pytest.mark.parametrize("cut", [40, 100, 704])
+def test_a_truncated_control_vector_is_bad_input(capsys, tmp_path, cut):
+    """The gguf package fails inside a truncated file with an IndexError (an internal error until read as input)."""
+    from steering.core.vectors import VectorMeta
+    from steering.interop.controlvec import write_gguf
+
+    torch.manual_seed(0)
+    whole = write_gguf(tmp_path / "v.gguf", {1: torch.randn(64), 2: torch.randn(64)},
+                       VectorMeta(model="m", layers=[1, 2]), {"dataset": "corrigibility-demo"})
+    cut_file = tmp_path / "cut.gguf"
+    cut_file.write_bytes(whole.read_bytes()[:cut])
+    assert cli.main(["import", str(cut_file), "--out", str(tmp_path / "r")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {cut_file}: not a readable GGUF file ("), lines
+    assert not (tmp_path / "r").exists()
+
+
 def test_entanglement_options_are_bad_input(capsys, tmp_path):
     """They were plain ValueErrors (exit 2 only because every ValueError was)."""
     assert cli.main(["entanglement", "--datasets", "corrigibility-demo", "--layer", "1", "--out", str(tmp_path)]) == 2

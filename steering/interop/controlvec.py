@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -108,14 +109,29 @@ def export_gguf(run_dir: str | Path, dest: str | Path, layers: list[int] | None 
     return write_gguf(dest, {lay: vectors[lay] for lay in chosen}, meta, settings), chosen
 
 
-def _field(reader, key: str) -> Any:
-    f = reader.fields.get(key)
-    return None if f is None else f.contents()
+GGUF_FIELDS = ("general.architecture", "steering.model", f"{ARCH}.model_hint", f"{ARCH}.layer_count",
+               "steering.vector_meta", "steering.settings")
 
 
-def _json_field(path: Path, reader, key: str) -> dict | None:
+def _read_gguf(path: Path) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+    """The fields this module reads and every tensor (name, float32 data) of a GGUF file.
+
+    The gguf package trusts the file: a damaged one fails anywhere inside it (IndexError, a decode or
+    struct error...), so all of its reading happens here and any such failure names the file."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+        found = {key: reader.fields[key].contents() for key in GGUF_FIELDS if key in reader.fields}
+        tensors = [(t.name, np.asarray(t.data, dtype=np.float32).reshape(-1).copy()) for t in reader.tensors]
+    except (ValueError, OSError, IndexError, KeyError, OverflowError, struct.error) as e:
+        raise ControlVectorError(f"{path}: not a readable GGUF file ({type(e).__name__}: {e})") from None
+    return found, tensors
+
+
+def _json_field(path: Path, found: dict[str, Any], key: str) -> dict | None:
     """A JSON object stored as a string field of an imported file (None when absent)."""
-    text = _field(reader, key)
+    text = found.get(key)
     if not text:
         return None
     if not isinstance(text, str):
@@ -137,38 +153,29 @@ def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
         raise ControlVectorError(f"{path}: no such file")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     if path.suffix.lower() == ".safetensors":
-        try:
-            vectors, meta = load_vectors(path)
-        except (ValueError, OSError) as e:
-            raise ControlVectorError(f"{path}: {e}") from None
+        vectors, meta = load_vectors(path)  # damaged content is a ControlVectorError naming the file
         info = {"format": "safetensors", "model": meta.model if meta else "", "layers": sorted(vectors),
                 "vector_meta": asdict(meta) if meta else None, "settings": None, "sha256": sha}
         return vectors, info
     if path.suffix.lower() != ".gguf":
         raise ControlVectorError(f"{path}: expected a .gguf control vector or a .safetensors vector file")
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(str(path))
-    except (ValueError, OSError) as e:
-        raise ControlVectorError(f"{path}: not a readable GGUF file ({e})") from None
-    arch = _field(reader, "general.architecture")
+    found, tensors = _read_gguf(path)
+    arch = found.get("general.architecture")
     if arch != ARCH:
         raise ControlVectorError(f"{path}: general.architecture is {arch!r}, not a control vector ({ARCH!r})")
     vectors = {}
-    for t in reader.tensors:
-        prefix, _, index = t.name.partition(".")
+    for name, data in tensors:
+        prefix, _, index = name.partition(".")
         if prefix != "direction" or not index.isdigit() or int(index) == 0:
-            raise ControlVectorError(f"{path}: unexpected tensor '{t.name}' (expected direction.N with N >= 1)")
-        data = np.asarray(t.data, dtype=np.float32).reshape(-1)
+            raise ControlVectorError(f"{path}: unexpected tensor '{name}' (expected direction.N with N >= 1)")
         layer = int(index)
-        vectors[layer] = vectors.get(layer, 0) + torch.from_numpy(data.copy())  # llama.cpp sums repeats too
+        vectors[layer] = vectors.get(layer, 0) + torch.from_numpy(data)  # llama.cpp sums repeats too
     if not vectors:
         raise ControlVectorError(f"{path}: no direction tensors")
-    info = {"format": "gguf", "model": _field(reader, "steering.model") or _field(reader, f"{ARCH}.model_hint") or "",
-            "layers": sorted(vectors), "layer_count": _field(reader, f"{ARCH}.layer_count"),
-            "vector_meta": _json_field(path, reader, "steering.vector_meta"),
-            "settings": _json_field(path, reader, "steering.settings"), "sha256": sha}
+    info = {"format": "gguf", "model": found.get("steering.model") or found.get(f"{ARCH}.model_hint") or "",
+            "layers": sorted(vectors), "layer_count": found.get(f"{ARCH}.layer_count"),
+            "vector_meta": _json_field(path, found, "steering.vector_meta"),
+            "settings": _json_field(path, found, "steering.settings"), "sha256": sha}
     return vectors, info
 
 
