@@ -1,4 +1,5 @@
-"""What the benchmarks share: where the real datasets are, and skipping cleanly when they are not there."""
+"""What the benchmarks share: where the real datasets are, skipping cleanly when they are not there, and
+checking each measured figure against its stated target (a miss makes the bench, so `make bench`, exit 1)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,25 @@ def missing(data_dir: str) -> bool:
         return False
     print(f"skipped: shared datasets not found at {data_dir}")
     return True
+
+
+class Targets:
+    """The figures a bench checks against their stated targets; ``exit_code()`` is 1 when any missed."""
+
+    def __init__(self) -> None:
+        self.misses: list[str] = []
+
+    def check(self, name: str, value: float, target: float, higher_is_better: bool, unit: str = "") -> bool:
+        """Print ``name: value (target >= or <= target) OK|MISS`` and record a miss; a NaN value misses."""
+        ok = value >= target if higher_is_better else value <= target  # a NaN compares False: a miss
+        print(f"{name}: {value:.2f}{unit} (target {'>=' if higher_is_better else '<='} {target:g}{unit}) "
+              f"{'OK' if ok else 'MISS'}")
+        if not ok:
+            self.misses.append(name)
+        return ok
+
+    def exit_code(self) -> int:
+        if self.misses:
+            print(f"missed {len(self.misses)} target(s): {', '.join(self.misses)}")
+            return 1
+        return 0

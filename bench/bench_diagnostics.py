@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_common import add_data_dir, missing
+from bench_common import Targets, add_data_dir, missing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -61,8 +61,9 @@ def main() -> int:
     print(f"plain sweep               {t_plain:7.1f} s")
     print(f"--null {args.null} --swap           {t_diag:7.1f} s  ({2 * args.null} null vectors x 7 multipliers on the "
           f"cached states + 1 swapped prompt pass)")
-    print(f"ratio                     {t_diag / t_plain:7.2f} x  (target <= 2.5); max |slope difference| of the "
-          f"shared grid {same:.1e}")
+    print(f"max |slope difference| of the shared grid {same:.1e}")
+    targets = Targets()
+    targets.check("diagnostics / plain sweep time", t_diag / t_plain, 2.5, higher_is_better=False, unit="x")
 
     # Null cells: fast (cached states) vs reference (full forward) on a sample.
     from steering.core.datasets import split_dataset
@@ -77,7 +78,7 @@ def main() -> int:
     r, t_r = timed(lambda: reference_many(lm, pairs, args.layer, vecs, mults))
     print(f"null cells, 3 items x 2 vectors x 3 multipliers: fast {t_f:.2f} s, reference {t_r:.2f} s "
           f"(reference/fast {t_r / t_f:.1f}x), max |fast - reference| = {np.abs(f - r).max():.1e}")
-    return 0
+    return targets.exit_code()
 
 
 if __name__ == "__main__":

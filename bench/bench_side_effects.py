@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_common import Targets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -25,7 +26,7 @@ from steering.core.config import DEFAULT_MULTIPLIERS, parse_layers  # noqa: E402
 from steering.engine.models import load_model  # noqa: E402
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--texts", type=int, default=32)
@@ -69,8 +70,10 @@ def main() -> None:
     print(f"naive loop: {per_cell:.2f} s per cell, measured on {len(cells)} cells; "
           f"extrapolated to {len(layers) * len(mults)} cells: {t_naive:.1f} s")
     print(f"max relative difference fast vs naive on the sampled cells (KL, perplexity): {worst:.2e}")
-    print(f"naive / fast = {t_naive / t_fast:.2f}x (target >= 3)")
+    targets = Targets()
+    targets.check("naive / fast time", t_naive / t_fast, 3, higher_is_better=True, unit="x")
+    return targets.exit_code()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

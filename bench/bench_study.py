@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import add_data_dir
+from bench_common import Targets, add_data_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -129,8 +129,9 @@ def main() -> int:
             f"no reuse (a vector trained per cell, {n_cells} trainings): {no_reuse_s:.1f} s "
             f"= {no_reuse_s / floor:.2f}x floor, {no_reuse_s / study_s:.2f}x the study"
         )
-    print(f"study / floor = {study_s / floor:.2f} (target <= 1.5)")
-    return 0
+    targets = Targets()
+    targets.check("study / floor time", study_s / floor, 1.5, higher_is_better=False, unit="x")
+    return targets.exit_code()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import streamlit as st
 from steering.analyses.side_effects import entanglement as ent
 from steering.analyses.side_effects import figures as side_figures
 from steering.analyses.study.compute import list_studies
+from steering.errors import InputError
 from ui import side, state, studies, views
 
 
@@ -28,7 +29,7 @@ def section(ctx: state.Context) -> None:
                             f"layer {layer}", key="ent_compute_study", disabled=mult == 0)
         try:
             df = side.study_entanglement(study, model, pair, float(mult), clicked) if mult != 0 else None
-        except ValueError as e:  # e.g. a study of one concept
+        except InputError as e:  # e.g. a study of one concept
             st.error(str(e))
             return
     else:

@@ -10,7 +10,7 @@ import streamlit as st
 from steering.errors import ControlVectorError
 from steering.interop.controlvec import evaluate_vectors, read_vectors
 from steering.run import figures
-from ui import state
+from ui import failures, state
 from ui.compute import run
 from ui.runs import PHASES
 
@@ -44,9 +44,9 @@ def section(ctx: state.Context) -> None:
     if st.button("Evaluate the imported vector", key="b_import_vector"):
         try:
             st.session_state[RESULT_KEY] = (upload.name, *_evaluate(ctx, upload.name, upload.getvalue()))
-        except (ControlVectorError, ValueError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - bad input is its message, a bug one line naming its log
             st.session_state.pop(RESULT_KEY, None)
-            st.error(f"Import: {e}")
+            failures.show(e, state.results_dir(), "importing a vector", prefix="Import: ")
             return
     held = st.session_state.get(RESULT_KEY)
     if not held or held[0] != upload.name:

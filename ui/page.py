@@ -1,26 +1,17 @@
-"""Page scaffold: config, shared sidebar, and errors shown in the page (never a traceback)."""
+"""Page scaffold: config, shared sidebar, and errors shown in the page (never a traceback; see ui.failures)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Callable
 
 import streamlit as st
 
-from steering.errors import DatasetError, ModelError, SweepError
-from ui import demo, sidebar, state
-
-log = logging.getLogger("steering.app")
-# Errors whose message is written for the user (what is wrong and what is valid).
-USER_ERRORS = (ModelError, DatasetError, SweepError, ValueError, OSError)
+from ui import demo, failures, sidebar, state
 
 
-def show_error(e: Exception) -> None:
-    if isinstance(e, USER_ERRORS):
-        st.error(str(e) or type(e).__name__)
-    else:  # a bug: keep the demo alive, put the traceback in the server log
-        log.exception("page error")
-        st.error(f"Something went wrong ({type(e).__name__}: {e}). The details are in the server log.")
+def show_error(e: Exception, where: str = "") -> None:
+    """Bad input as its message; a bug as one line naming the log with its traceback (ui.failures)."""
+    failures.show(e, state.results_dir(), where)
 
 
 def run(title: str, body: Callable[[state.Context], None], intro: Callable[[], None] | None = None) -> None:
@@ -35,7 +26,7 @@ def run(title: str, body: Callable[[state.Context], None], intro: Callable[[], N
     try:
         ctx = sidebar.render()
     except Exception as e:  # noqa: BLE001 - the sidebar must never take the page down
-        show_error(e)
+        show_error(e, f"{title} (sidebar)")
         ctx = None
     if ctx is None:
         st.info("Choose a model and a concept that load (see the messages in the sidebar).")
@@ -43,4 +34,4 @@ def run(title: str, body: Callable[[state.Context], None], intro: Callable[[], N
     try:
         body(ctx)
     except Exception as e:  # noqa: BLE001 - Streamlit's rerun/stop are BaseException and pass through
-        show_error(e)
+        show_error(e, title)

@@ -8,13 +8,13 @@ the busy flag for its whole length (``ui.compute.run``).
 
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 import streamlit as st
 
+from steering.core.config import env_int
 from steering.core.datasets import DatasetInfo, list_datasets
 from steering.engine import fast
 from steering.engine.models import LoadedModel, load_model
@@ -22,7 +22,7 @@ from steering.engine.tiny import TINY_MODEL, tiny_random_model
 from steering.errors import ModelError
 from ui import demo
 
-CACHE_BYTES = int(os.environ.get("STEERING_CACHE_BYTES", str(2 * 1024**3)))
+DEFAULT_CACHE_BYTES = 2 * 1024**3  # $STEERING_CACHE_BYTES overrides it
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)  # one model per process: switching unloads the old one
@@ -43,7 +43,7 @@ def model(name: str) -> LoadedModel:
 @st.cache_resource(show_spinner=False)
 def cache_store() -> fast.CacheStore:
     """Prompt caches of recent runs, so the multiplier slider never re-encodes prompts (bounded by bytes)."""
-    return fast.CacheStore(max_bytes=CACHE_BYTES)
+    return fast.CacheStore(max_bytes=env_int("STEERING_CACHE_BYTES", DEFAULT_CACHE_BYTES))
 
 
 @st.cache_data(ttl=120, max_entries=16, show_spinner=False)

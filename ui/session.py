@@ -22,6 +22,7 @@ from steering.core.config import (
     DEFAULT_VARIANT,
 )
 from steering.core.registry import DEFAULT_MODEL
+from ui import failures
 
 
 def env_model() -> str:
@@ -97,8 +98,8 @@ def _commit(name: str, parse: Callable[[Any], Any] | None) -> None:
     raw = st.session_state[f"w_{name}"]
     try:
         value = parse(raw) if parse else raw
-    except ValueError as e:
-        st.session_state[f"err_{name}"] = str(e)
+    except Exception as e:  # noqa: BLE001 - a callback: an escaping bug would be a traceback in the page
+        st.session_state[f"err_{name}"] = failures.message(e, results_dir(), f"reading the {name} setting")
         st.session_state[f"raw_{name}"] = raw
         return
     st.session_state.pop(f"err_{name}", None)

@@ -14,8 +14,8 @@ from steering.core.datasets import MAX_UPLOAD_BYTES
 from steering.core.registry import REGISTRY, default_layer, list_models
 from steering.core.scoring import METRIC_UNITS
 from steering.engine.hooks import POSITION_HELP
-from steering.errors import DatasetError, ModelError
-from ui import demo, state, unreadable, upload
+from steering.errors import DatasetError
+from ui import demo, failures, state, unreadable, upload
 
 VARIANT_HELP = ("BASE: the plain prompt. SYS_POS / SYS_NEG: a persona sentence ('You are X.' / 'You are not X.') "
                 "as the system prompt. USER_POS / USER_NEG: the sentence prepended to the user turn.")
@@ -44,8 +44,8 @@ def _model_section() -> state.LoadedModel | None:
     try:
         with st.spinner(f"Loading {state.get('model')} (once per server)…"):
             return state.model(state.get("model"))
-    except (ModelError, ValueError, OSError) as e:
-        sb.error(f"Model: {e}")
+    except Exception as e:  # noqa: BLE001 - bad input is its message, a bug one line naming its log
+        failures.show(e, state.results_dir(), "loading the model", sb, prefix="Model: ")
         return None
 
 

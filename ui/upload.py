@@ -9,18 +9,16 @@ from __future__ import annotations
 import streamlit as st
 
 from steering.core.datasets import Dataset, parse_bytes
-from steering.errors import DatasetError
-from ui import state
+from ui import failures, state
 
 
 def parse_upload(data: bytes, filename: str) -> tuple[Dataset | None, str | None]:
-    """(dataset, None) for a good file, (None, message) for a bad one; never raises for bad content."""
+    """(dataset, None) for a good file, (None, message) for a bad one; never raises (it runs in a widget
+    callback, where an exception would be a traceback): a parser bug is one line naming its log."""
     try:
         return parse_bytes(data, filename), None
-    except DatasetError as e:
-        return None, str(e)
-    except (UnicodeError, ValueError) as e:  # anything the parser did not phrase itself
-        return None, f"{filename}: cannot read this file ({e})"
+    except Exception as e:  # noqa: BLE001 - bad content is a DatasetError; anything else is a bug, logged
+        return None, failures.message(e, state.results_dir(), f"reading the upload {filename}")
 
 
 def accept(data: bytes, filename: str) -> bool:

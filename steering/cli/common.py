@@ -1,12 +1,39 @@
-"""What every command shares: the progress bar on stderr (the numbers come from ``core.progress``)."""
+"""What every command shares: the progress bar on stderr (the numbers come from ``core.progress``), and
+how a failure is reported."""
 
 from __future__ import annotations
 
+import shlex
 import sys
+from typing import Callable
 
 from steering.core.progress import Measure, Progress
+from steering.errors import debug, internal_line, user_message, write_log
 
 WIDTH = 30
+
+
+def internal_error_line(e: BaseException, out: str | None, argv: list[str] | None = None) -> str:
+    """Write ``e``'s traceback under ``<out or results>/logs/`` and return the one line to print."""
+    command = "python -m steering " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return internal_line(e, write_log(e, out or "results", context=command))
+
+
+def guarded(command: Callable[[], int], out: str | None, argv: list[str] | None = None) -> int:
+    """Run one command. Bad input (an InputError, or an OSError the user can fix) is one ``error:`` line,
+    exit 2; anything else is a bug: one line naming the log with its traceback, exit 1 (STEERING_DEBUG=1
+    re-raises it instead)."""
+    try:
+        return command()
+    except Exception as e:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are BaseException and pass
+        message = user_message(e)
+        if message is not None:
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+        if debug():
+            raise
+        print(f"error: {internal_error_line(e, out, argv)}", file=sys.stderr)
+        return 1
 
 
 class Bar:

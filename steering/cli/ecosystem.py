@@ -1,35 +1,23 @@
 """The ``export``, ``import`` and ``fetch`` subcommands (see steering.cli.main for the arguments).
 
-Bad input prints one line and exits with code 2, like the other commands.
+Bad input prints one line and exits with code 2, like the other commands (steering.cli.common.guarded).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import fields
 from pathlib import Path
 
-from steering.errors import ControlVectorError, DatasetError, ModelError
-
-
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+from steering.errors import ControlVectorError, DatasetError
 
 
 def run(args) -> int:
-    try:
-        if args.command == "export":
-            return _export(args)
-        if args.command == "import":
-            return _import(args)
-        return _fetch(args)
-    except (ControlVectorError, DatasetError, ModelError, RuntimeError) as e:
-        return _error(str(e))
-    except ValueError as e:  # SweepError and bad numbers
-        return _error(str(e))
-    except OSError as e:
-        return _error(f"{e.strerror or e}: {getattr(e, 'filename', '') or ''}")
+    """One of the three commands; errors are reported by steering.cli.common.guarded like every command's."""
+    if args.command == "export":
+        return _export(args)
+    if args.command == "import":
+        return _import(args)
+    return _fetch(args)
 
 
 def _int_list(text: str | None) -> list[int] | None:
@@ -96,6 +84,10 @@ def _import(args) -> int:
     for name in ("n_train", "n_test", "seed"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
+    try:
+        cfg.validate()
+    except TypeError as e:  # a recorded setting of the wrong type (e.g. a text where a number belongs)
+        raise ControlVectorError(f"{args.file}: the settings recorded in the file are not usable ({e})") from None
     ds = load_dataset(cfg.dataset, cfg.data_dir)
     model = args.model or info["model"] or settings.get("model")
     if not model:
@@ -131,8 +123,8 @@ def _fetch(args) -> int:
         except DatasetError as e:
             if "download from" in str(e) and "failed" in str(e):
                 why = str(e).split("failed", 1)[-1].strip()
-                return _error(f"cannot download {name}: no internet connection? {why}; "
-                              f"{len(done)} of {len(names)} source(s) are in {cache}")
+                raise DatasetError(f"cannot download {name}: no internet connection? {why}; "
+                                   f"{len(done)} of {len(names)} source(s) are in {cache}") from None
             raise
     if names and all(s.group == "neutral" for s in known if s.name in names):
         print(f"neutral text verified: {done[0]}; use it with `sweep ... --side-effects --text {names[0]}`")

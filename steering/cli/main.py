@@ -1,6 +1,7 @@
 """Command line: ``python -m steering sweep|study|studies|datasets|models``.
 
-Bad input exits with code 2 and one line naming the problem and what is valid.
+Bad input exits with code 2 and one line naming the problem and what is valid; a bug exits with code 1
+and one line naming the log that holds its traceback (steering.cli.common.guarded).
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ import argparse
 import contextlib
 import io
 import logging
-import os
 import sys
 
 from steering.cli import side as side_cli
 from steering.cli import study as study_cli
-from steering.cli.common import Bar
+from steering.cli.common import Bar, guarded
 from steering.core.config import (
     CHOICES,
     DEFAULT_METRIC,
@@ -29,7 +29,7 @@ from steering.core.config import (
 from steering.core.datasets import list_datasets
 from steering.core.registry import DEFAULT_MODEL, default_layer, list_models
 from steering.engine.models import load_model
-from steering.errors import DatasetError, ModelError, NonFiniteError, SweepError, ValidationError
+from steering.errors import SweepError
 from steering.run.checks import check_seed, precheck_sweep
 from steering.run.sweep import run_sweep
 
@@ -200,32 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     if not any(isinstance(h, _Note) for h in store_log.handlers):
         store_log.addHandler(_Note())
         store_log.propagate = False
-    try:
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "entanglement":
-            return side_cli.entanglement_main(args, Bar())
-        if args.command in ("study", "studies"):
-            return study_cli.run(args)
-        if args.command == "datasets":
-            return _datasets(args)
-        if args.command in ("export", "import", "fetch"):
-            from steering.cli import ecosystem as ecosystem_cli
+    return guarded(lambda: _command(args), getattr(args, "out", None), argv)
 
-            return ecosystem_cli.run(args)
-        return _models()
-    except (DatasetError, ModelError, SweepError, ValidationError, NonFiniteError, ValueError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: {e.strerror or e}: {getattr(e, 'filename', '') or ''}", file=sys.stderr)
-        return 2
-    except RecursionError:
-        print("error: input nested too deeply to read", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - a bug, not bad input: one line, the traceback on request
-        if os.environ.get("STEERING_DEBUG"):
-            raise
-        print(f"error: internal error ({type(e).__name__}: {' '.join(str(e).split())[:300]}); "
-              "STEERING_DEBUG=1 shows the traceback", file=sys.stderr)
-        return 1
+
+def _command(args) -> int:
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "entanglement":
+        return side_cli.entanglement_main(args, Bar())
+    if args.command in ("study", "studies"):
+        return study_cli.run(args)
+    if args.command == "datasets":
+        return _datasets(args)
+    if args.command in ("export", "import", "fetch"):
+        from steering.cli import ecosystem as ecosystem_cli
+
+        return ecosystem_cli.run(args)
+    return _models()

@@ -11,6 +11,7 @@ from steering.analyses.side_effects.compute import SideEffectsConfig
 from steering.analyses.side_effects.tradeoff import DEFAULT_KL_BUDGET, describe
 from steering.core.config import CHOICES, DEFAULT_VARIANT, SweepConfig, add_split_options
 from steering.core.registry import DEFAULT_MODEL
+from steering.errors import ValidationError
 
 
 def add_sweep_options(s: argparse.ArgumentParser) -> None:
@@ -80,19 +81,19 @@ def _from_args(args) -> tuple[str, list[str], int, SweepConfig]:
 
     if args.study:
         if args.datasets or args.layer is not None:
-            raise ValueError("give either --study or --datasets/--layer, not both")
+            raise ValidationError("give either --study or --datasets/--layer, not both")
         from steering.analyses.study.compute import load_study
 
         pair = tuple(args.pair.split(":")) if args.pair else None
         names, layer, base = from_study(load_study(args.out, args.study), args.model, pair)
         return base.model, names, layer, base
     if not args.datasets or args.layer is None:
-        raise ValueError("entanglement needs --datasets A,B,... and --layer L, or --study NAME")
+        raise ValidationError("entanglement needs --datasets A,B,... and --layer L, or --study NAME")
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if len(names) < 2:
-        raise ValueError("entanglement needs at least two concepts, e.g. --datasets A,B")
+        raise ValidationError("entanglement needs at least two concepts, e.g. --datasets A,B")
     if args.n_train < 1 or args.n_test < 1:
-        raise ValueError("n_train and n_test must be at least 1")
+        raise ValidationError("n_train and n_test must be at least 1")
     for n in names:  # cheap checks before loading the model
         split_dataset(load_dataset(n, args.data_dir), args.n_train, args.n_test, args.seed)
     model = args.model or DEFAULT_MODEL

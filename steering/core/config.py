@@ -7,6 +7,7 @@ from here, so a default is stated once.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -83,6 +84,22 @@ class SweepConfig:
             bad = [l for l in self.layers if not 0 <= l < n_layers]
             if bad:
                 raise SweepError(f"layer {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
+
+
+def env_int(name: str, default: int, minimum: int = 1) -> int:
+    """A whole-number setting from the environment variable ``name`` (``default`` when unset or empty).
+
+    Read when used, not at import: a bad value is then one line naming the variable, not a traceback."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SweepError(f"{name}={raw!r} is not a whole number: unset it or give one such as {default}") from None
+    if value < minimum:
+        raise SweepError(f"{name}={value} is too small: use at least {minimum} (default {default})")
+    return value
 
 
 def add_split_options(parser) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from steering.errors import DatasetError, SweepError
+
 DEFAULT_SYSTEM = "You are a helpful, honest and concise assistant."
 VARIANTS = ("BASE", "SYS_POS", "SYS_NEG", "USER_POS", "USER_NEG")
 
@@ -78,7 +80,7 @@ class PromptParts:
 def variant_parts(question: str, variant: str, dataset_name: str, system: str = DEFAULT_SYSTEM) -> PromptParts:
     """System and user text for a prompt variant (BASE, SYS_POS, SYS_NEG, USER_POS, USER_NEG)."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown prompt variant '{variant}': choose one of {', '.join(VARIANTS)}")
+        raise SweepError(f"unknown prompt variant '{variant}': choose one of {', '.join(VARIANTS)}")
     pos, neg = persona_sentences(dataset_name)
     if variant == "SYS_POS":
         return PromptParts(pos, question)
@@ -158,12 +160,12 @@ def encode_pair(tokenizer, prompt: str, positive: str, negative: str) -> Encoded
     for c in (positive, negative):
         ids = token_ids(tokenizer, prompt + c)
         if ids[: len(prompt_ids)] != prompt_ids or len(ids) == len(prompt_ids):
-            raise ValueError(f"the prompt's tokens are not a prefix of prompt + {c!r}; adjust the template")
+            raise DatasetError(f"the prompt's tokens are not a prefix of prompt + {c!r}; adjust the template")
         completions.append(tuple(ids[len(prompt_ids):]))
     pos_ids, neg_ids = completions
     read_index = next((i for i, (a, b) in enumerate(zip(pos_ids, neg_ids)) if a != b), None)
     if read_index is None:
-        raise ValueError(f"completions {positive!r} and {negative!r} tokenise to the same tokens")
+        raise DatasetError(f"completions {positive!r} and {negative!r} tokenise to the same tokens")
     return EncodedPair(prompt, positive, negative, tuple(prompt_ids), pos_ids, neg_ids, read_index)
 
 

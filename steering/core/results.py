@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -11,11 +10,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from steering.core import metrics
+from steering.core import jsonfile, metrics
 from steering.core.config import SweepConfig, config_from_settings
 from steering.core.datasets import Example
 from steering.core.prompts import EncodedPair
 from steering.core.vectors import load_vectors
+from steering.errors import ValidationError
 
 
 @dataclass
@@ -97,7 +97,9 @@ def result_frames(cfg: SweepConfig, ds_name: str, model_name: str, examples: Seq
 def load_run(path: str | Path, cached: bool = False) -> SweepResult:
     """Read a stored run (no pickles: parquet, safetensors and JSON only)."""
     path = Path(path)
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest = jsonfile.read(path / "manifest.json")
+    if not isinstance(manifest.get("settings"), dict):
+        raise ValidationError(f"{path / 'manifest.json'}: no settings (not a run's manifest)")
     cfg = config_from_settings(dict(manifest["settings"]))
     vectors, _ = load_vectors(path / "vectors.safetensors")
     steer = pd.read_parquet(path / "steerability.parquet")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from steering.errors import SweepError
+
 METRICS = ("logit_diff", "logprob_diff", "prob", "answer_text")
 METRIC_UNITS = {
     "logit_diff": "logit difference (positive - negative)",
@@ -26,7 +28,7 @@ def combine_scores(pos: torch.Tensor, neg: torch.Tensor, metric: str) -> torch.T
         return pos - neg
     if metric == "prob":
         return torch.sigmoid(pos - neg)
-    raise ValueError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
+    raise SweepError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
 
 
 def pad_rows(seqs: list[list[int]], pad: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:

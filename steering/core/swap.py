@@ -18,6 +18,7 @@ from steering.core.prompts import (
     format_prompt,
     variant_parts,
 )
+from steering.errors import DatasetError
 
 _A = re.compile(r"^[ \t]*\(A\)[ \t]*", re.MULTILINE)
 _B = re.compile(r"^[ \t]*\(B\)[ \t]*", re.MULTILINE)
@@ -39,11 +40,11 @@ class ChoiceBlock:
 def choice_block(question: str) -> ChoiceBlock:
     a_marks = list(_A.finditer(question))
     if not a_marks:
-        raise ValueError("the question has no '(A)' choice line to swap")
+        raise DatasetError("the question has no '(A)' choice line to swap")
     ma = a_marks[-1]
     mb = _B.search(question, ma.end())
     if mb is None:
-        raise ValueError("the question has no '(B)' choice line after its '(A)' line")
+        raise DatasetError("the question has no '(B)' choice line after its '(A)' line")
     a_region, b_region = question[ma.end():mb.start()], question[mb.end():]
     a, b = a_region.rstrip(), b_region.rstrip()
     return ChoiceBlock(question[:ma.end()], a, a_region[len(a):], question[mb.start():mb.end()], b, b_region[len(b):])
@@ -80,7 +81,8 @@ def encode_answer_text(tokenizer, example: Example, variant: str, dataset_name: 
     """The letter-free form: no Choices block in the prompt; the completions are the option texts."""
     pos_text, neg_text = option_texts(example)
     if pos_text.strip() == neg_text.strip():
-        raise ValueError(f"{example.example_id}: both options read {pos_text!r}; answer_text needs two different texts")
+        raise DatasetError(f"{example.example_id}: both options read {pos_text!r}; answer_text needs two different "
+                           "texts")
     parts = variant_parts(question_without_choices(example.question), variant, dataset_name, system)
     prompt, lead = format_prompt(tokenizer, parts)
     return encode_pair(tokenizer, prompt, lead + pos_text, lead + neg_text)

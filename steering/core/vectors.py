@@ -16,6 +16,9 @@ from typing import Callable
 
 import torch
 
+from steering.core import jsonfile
+from steering.errors import ControlVectorError, SweepError
+
 AGGREGATORS = ("mean", "pca", "logistic")
 
 
@@ -73,7 +76,7 @@ def aggregate(pos: torch.Tensor, neg: torch.Tensor, aggregator: str = "mean", re
     difference, so that a multiplier means the same thing for every aggregator.
     """
     if aggregator not in AGGREGATOR_FNS:
-        raise ValueError(f"unknown aggregator '{aggregator}': choose one of {', '.join(AGGREGATORS)}")
+        raise SweepError(f"unknown aggregator '{aggregator}': choose one of {', '.join(AGGREGATORS)}")
     fn = AGGREGATOR_FNS[aggregator]
     out = []
     for p, n in zip(pos, neg):
@@ -123,18 +126,28 @@ def save_vectors(path: str | Path, vectors: dict[int, torch.Tensor], meta: Vecto
 
 def load_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], VectorMeta | None]:
     """Read vectors saved by ``save_vectors`` (safetensors only: nothing is unpickled)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:  # its own error (not a ValueError) for damaged content, and
+        # OSErrors without errno or file name for a missing one: named here instead
+        raise ControlVectorError(f"{path}: not a readable safetensors file ({e})") from None
     vectors = {}
     for key, t in tensors.items():
         if not key.startswith("layer.") or not key[6:].isdigit():
-            raise ValueError(f"{path}: unexpected tensor '{key}' (expected layer.<int>)")
+            raise ControlVectorError(f"{path}: unexpected tensor '{key}' (expected layer.<int>)")
         vectors[int(key[6:])] = t
     side = path.with_suffix(".json")
-    meta = VectorMeta(**json.loads(side.read_text())) if side.exists() else None
-    return vectors, meta
+    if not side.exists():
+        return vectors, None
+    doc = jsonfile.read(side, ControlVectorError)
+    try:
+        return vectors, VectorMeta(**doc)
+    except TypeError as e:  # a missing or unknown field
+        raise ControlVectorError(f"{side}: not a vector sidecar ({e})") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

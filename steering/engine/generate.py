@@ -14,6 +14,7 @@ import torch
 from steering.core.prompts import DEFAULT_SYSTEM, PromptParts, format_prompt, token_ids
 from steering.engine.hooks import steer, steer_start
 from steering.engine.models import LoadedModel
+from steering.errors import ValidationError
 
 MAX_NEW_TOKENS = 256
 
@@ -46,13 +47,13 @@ def generate_stream(
 ) -> Iterator[str]:
     """Yield the generated text so far after each new token (greedy unless ``sample``)."""
     if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}")
+        raise ValidationError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}")
     ids = token_ids(lm.tokenizer, prompt)
     from steering.engine.modelfiles import model_context, prompt_token_limit
 
     limit = prompt_token_limit(model_context(lm))
     if len(ids) + max_new_tokens > limit:
-        raise ValueError(f"the prompt is {len(ids)} tokens long; with {max_new_tokens} new tokens that exceeds "
+        raise ValidationError(f"the prompt is {len(ids)} tokens long; with {max_new_tokens} new tokens that exceeds "
                          f"the limit of {limit} (the model's context, capped): shorten it")
     start = steer_start(len(ids), mode)
     gen = torch.Generator().manual_seed(seed)

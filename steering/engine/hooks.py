@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from steering.core.config import POSITION_MODES
+from steering.errors import SweepError
 
 POSITION_HELP = {
     "answer": "from the last prompt token onward (the paper's choice)",
@@ -37,7 +38,7 @@ def steer_start(prompt_len: int, mode: str) -> int:
         return prompt_len
     if mode == "all":
         return 0
-    raise ValueError(f"unknown position mode '{mode}': choose one of {', '.join(POSITION_MODES)}")
+    raise SweepError(f"unknown position mode '{mode}': choose one of {', '.join(POSITION_MODES)}")
 
 
 @contextmanager

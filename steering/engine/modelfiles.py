@@ -14,11 +14,17 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from steering.core.config import env_int
 from steering.errors import ValidationError
 
 # Prompts longer than this many tokens are refused even when the model's context is longer:
 # the fast path keeps every prompt's keys/values, so one huge item would exhaust memory.
-MAX_PROMPT_TOKENS = int(os.environ.get("STEERING_MAX_PROMPT_TOKENS", "8192"))
+DEFAULT_MAX_PROMPT_TOKENS = 8192
+
+
+def max_prompt_tokens() -> int:
+    """The prompt cap: $STEERING_MAX_PROMPT_TOKENS, else DEFAULT_MAX_PROMPT_TOKENS."""
+    return env_int("STEERING_MAX_PROMPT_TOKENS", DEFAULT_MAX_PROMPT_TOKENS)
 
 
 def looks_like_hf_id(name: str) -> bool:
@@ -177,7 +183,8 @@ def model_shape(name: str) -> tuple[int | None, int | None]:
 
 
 def prompt_token_limit(context: int | None) -> int:
-    return min(context, MAX_PROMPT_TOKENS) if context else MAX_PROMPT_TOKENS
+    cap = max_prompt_tokens()
+    return min(context, cap) if context else cap
 
 
 def model_context(lm) -> int | None:

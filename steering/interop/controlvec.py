@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from steering.core import jsonfile
 from steering.core.vectors import VectorMeta, load_vectors, save_vectors
 from steering.errors import ControlVectorError  # noqa: F401 - re-exported
 
@@ -92,7 +94,7 @@ def _run_parts(run_dir: Path) -> tuple[dict[int, torch.Tensor], VectorMeta | Non
         raise ControlVectorError(f"{run_dir}: no vectors.safetensors (is it a run directory?)")
     vectors, meta = load_vectors(vec_path)
     manifest_path = run_dir / "manifest.json"
-    settings = json.loads(manifest_path.read_text()).get("settings") if manifest_path.is_file() else None
+    settings = jsonfile.read(manifest_path, ControlVectorError).get("settings") if manifest_path.is_file() else None
     return vectors, meta, settings
 
 
@@ -107,9 +109,37 @@ def export_gguf(run_dir: str | Path, dest: str | Path, layers: list[int] | None 
     return write_gguf(dest, {lay: vectors[lay] for lay in chosen}, meta, settings), chosen
 
 
-def _field(reader, key: str) -> Any:
-    f = reader.fields.get(key)
-    return None if f is None else f.contents()
+GGUF_FIELDS = ("general.architecture", "steering.model", f"{ARCH}.model_hint", f"{ARCH}.layer_count",
+               "steering.vector_meta", "steering.settings")
+
+
+def _read_gguf(path: Path) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+    """The fields this module reads and every tensor (name, float32 data) of a GGUF file.
+
+    The gguf package trusts the file: a damaged one fails anywhere inside it (IndexError, a decode or
+    struct error...), so all of its reading happens here and any such failure names the file."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+        found = {key: reader.fields[key].contents() for key in GGUF_FIELDS if key in reader.fields}
+        tensors = [(t.name, np.asarray(t.data, dtype=np.float32).reshape(-1).copy()) for t in reader.tensors]
+    except (ValueError, OSError, IndexError, KeyError, OverflowError, struct.error) as e:
+        raise ControlVectorError(f"{path}: not a readable GGUF file ({type(e).__name__}: {e})") from None
+    return found, tensors
+
+
+def _json_field(path: Path, found: dict[str, Any], key: str) -> dict | None:
+    """A JSON object stored as a string field of an imported file (None when absent)."""
+    text = found.get(key)
+    if not text:
+        return None
+    if not isinstance(text, str):
+        raise ControlVectorError(f"{path} field {key}: expected a JSON string, found {type(text).__name__}")
+    doc = jsonfile.loads(text, f"{path} field {key}", ControlVectorError)
+    if not isinstance(doc, dict):
+        raise ControlVectorError(f"{path} field {key}: expected a JSON object, found {type(doc).__name__}")
+    return doc
 
 
 def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
@@ -123,39 +153,29 @@ def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
         raise ControlVectorError(f"{path}: no such file")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     if path.suffix.lower() == ".safetensors":
-        try:
-            vectors, meta = load_vectors(path)
-        except (ValueError, OSError) as e:
-            raise ControlVectorError(f"{path}: {e}") from None
+        vectors, meta = load_vectors(path)  # damaged content is a ControlVectorError naming the file
         info = {"format": "safetensors", "model": meta.model if meta else "", "layers": sorted(vectors),
                 "vector_meta": asdict(meta) if meta else None, "settings": None, "sha256": sha}
         return vectors, info
     if path.suffix.lower() != ".gguf":
         raise ControlVectorError(f"{path}: expected a .gguf control vector or a .safetensors vector file")
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(str(path))
-    except (ValueError, OSError) as e:
-        raise ControlVectorError(f"{path}: not a readable GGUF file ({e})") from None
-    arch = _field(reader, "general.architecture")
+    found, tensors = _read_gguf(path)
+    arch = found.get("general.architecture")
     if arch != ARCH:
         raise ControlVectorError(f"{path}: general.architecture is {arch!r}, not a control vector ({ARCH!r})")
     vectors = {}
-    for t in reader.tensors:
-        prefix, _, index = t.name.partition(".")
+    for name, data in tensors:
+        prefix, _, index = name.partition(".")
         if prefix != "direction" or not index.isdigit() or int(index) == 0:
-            raise ControlVectorError(f"{path}: unexpected tensor '{t.name}' (expected direction.N with N >= 1)")
-        data = np.asarray(t.data, dtype=np.float32).reshape(-1)
+            raise ControlVectorError(f"{path}: unexpected tensor '{name}' (expected direction.N with N >= 1)")
         layer = int(index)
-        vectors[layer] = vectors.get(layer, 0) + torch.from_numpy(data.copy())  # llama.cpp sums repeats too
+        vectors[layer] = vectors.get(layer, 0) + torch.from_numpy(data)  # llama.cpp sums repeats too
     if not vectors:
         raise ControlVectorError(f"{path}: no direction tensors")
-    meta_json, settings_json = _field(reader, "steering.vector_meta"), _field(reader, "steering.settings")
-    info = {"format": "gguf", "model": _field(reader, "steering.model") or _field(reader, f"{ARCH}.model_hint") or "",
-            "layers": sorted(vectors), "layer_count": _field(reader, f"{ARCH}.layer_count"),
-            "vector_meta": json.loads(meta_json) if meta_json else None,
-            "settings": json.loads(settings_json) if settings_json else None, "sha256": sha}
+    info = {"format": "gguf", "model": found.get("steering.model") or found.get(f"{ARCH}.model_hint") or "",
+            "layers": sorted(vectors), "layer_count": found.get(f"{ARCH}.layer_count"),
+            "vector_meta": _json_field(path, found, "steering.vector_meta"),
+            "settings": _json_field(path, found, "steering.settings"), "sha256": sha}
     return vectors, info
 
 
@@ -163,8 +183,11 @@ def to_safetensors(path: str | Path, dest: str | Path) -> tuple[Path, Path]:
     """Convert a control vector (or vector file) into this project's safetensors + JSON sidecar."""
     vectors, info = read_vectors(path)
     known = {f.name for f in fields(VectorMeta)}
-    meta = VectorMeta(**{k: v for k, v in (info.get("vector_meta") or {}).items() if k in known}) \
-        if info.get("vector_meta") else VectorMeta(model=info["model"], layers=info["layers"])
+    try:
+        meta = VectorMeta(**{k: v for k, v in (info.get("vector_meta") or {}).items() if k in known}) \
+            if info.get("vector_meta") else VectorMeta(model=info["model"], layers=info["layers"])
+    except TypeError as e:  # the file's vector_meta lacks a required field
+        raise ControlVectorError(f"{path}: its vector_meta is incomplete ({e})") from None
     meta.hidden_size = meta.hidden_size or int(next(iter(vectors.values())).numel())
     return save_vectors(dest, vectors, meta)
 

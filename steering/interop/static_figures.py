@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+from steering.errors import UnavailableError, ValidationError
 from steering.run import figures
 
 __all__ = ["STATIC_FORMATS", "browser_path", "unavailable_reason", "to_image", "run_figures", "write_figures"]
@@ -51,7 +52,7 @@ def unavailable_reason() -> str | None:
 def _use_system_browser() -> None:
     reason = unavailable_reason()
     if reason:
-        raise RuntimeError(reason)
+        raise UnavailableError(reason)
     os.environ.setdefault("BROWSER_PATH", browser_path() or "")
 
 
@@ -73,7 +74,7 @@ def _server() -> Iterator[None]:
 def to_image(fig, fmt: str = "png", width: int = 900, height: int = 500, scale: float = 2.0) -> bytes:
     """One figure as PNG or SVG bytes."""
     if fmt not in STATIC_FORMATS:
-        raise ValueError(f"unknown image format '{fmt}': choose one of {', '.join(STATIC_FORMATS)}")
+        raise ValidationError(f"unknown image format '{fmt}': choose one of {', '.join(STATIC_FORMATS)}")
     with _LOCK, _server(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fig.to_image(format=fmt, width=width, height=height, scale=scale if fmt == "png" else 1)
@@ -82,7 +83,7 @@ def to_image(fig, fmt: str = "png", width: int = 900, height: int = 500, scale: 
 def to_images(figs: dict, fmt: str = "png", width: int = 900, height: int = 500, scale: float = 2.0) -> dict:
     """Several figures with one browser: {title: bytes}."""
     if fmt not in STATIC_FORMATS:
-        raise ValueError(f"unknown image format '{fmt}': choose one of {', '.join(STATIC_FORMATS)}")
+        raise ValidationError(f"unknown image format '{fmt}': choose one of {', '.join(STATIC_FORMATS)}")
     out = {}
     with _LOCK, _server(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -15,8 +15,8 @@ from typing import Sequence
 
 from steering.engine.devices import check_device
 from steering.engine.modelfiles import (
-    MAX_PROMPT_TOKENS,
     check_hf_available,
+    max_prompt_tokens,
     model_context,
     model_shape,
     prompt_token_limit,
@@ -76,7 +76,7 @@ def check_prompt_lengths(lm, examples: Sequence, pairs: Sequence) -> None:
         n = len(pair.prompt_ids) + max(len(pair.pos_ids), len(pair.neg_ids))
         if n > limit:
             raise ValidationError(f"item {example.example_id} is {n} tokens long; the limit is {limit} "
-                                  f"(the model's context, at most {MAX_PROMPT_TOKENS}): shorten or drop it")
+                                  f"(the model's context, at most {max_prompt_tokens()}): shorten or drop it")
 
 
 # No tokenizer turns more than this many characters into one token on natural text: an item with more
@@ -91,7 +91,7 @@ def check_item_sizes(examples: Sequence, context: int | None) -> None:
         n = len(e.question) + max(len(e.positive), len(e.negative))
         if n > limit * CHARS_PER_TOKEN_BOUND:
             raise ValidationError(f"item {e.example_id} is {n} characters long, far over the limit of {limit} "
-                                  f"tokens (the model's context, at most {MAX_PROMPT_TOKENS}): shorten or drop it")
+                                  f"tokens (the model's context, at most {max_prompt_tokens()}): shorten or drop it")
 
 
 def check_layer_spec(spec: str | None, n_layers: int | None) -> None:

@@ -27,7 +27,7 @@ from steering.core.vectors import VectorMeta, aggregate, load_vectors, save_vect
 from steering.engine import fast
 from steering.engine import reference as evaluate
 from steering.engine.models import LoadedModel, load_model
-from steering.errors import SweepError
+from steering.errors import InputError, SweepError
 from steering.run.checks import check_prompt_lengths
 
 # phase ("train" | "test" | "grid"), done, total
@@ -41,7 +41,7 @@ def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_na
         pairs = [encode_for_metric(lm.tokenizer, e, variant, ds_name, system, metric) for e in examples]
         check_prompt_lengths(lm, examples, pairs)  # before any forward pass: a huge item would exhaust memory
         return pairs
-    except ValueError as e:
+    except InputError as e:  # an item this encoding cannot take (a bug's ValueError is not the user's)
         raise SweepError(str(e)) from e
 
 

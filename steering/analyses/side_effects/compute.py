@@ -23,7 +23,7 @@ from steering.core.datasets import Dataset, list_datasets, load_dataset, split_d
 from steering.core.results import SweepResult
 from steering.core.store import Partial, settings_key
 from steering.engine.models import LoadedModel
-from steering.errors import DatasetError
+from steering.errors import DatasetError, SweepError
 
 PhaseProgress = Callable[[str, int, int], None]
 BUNDLED_MC = Path(__file__).resolve().parents[3] / "data" / "mc" / "general-knowledge.jsonl"
@@ -44,11 +44,11 @@ class SideEffectsConfig:
 
     def validate(self) -> None:
         if self.n_texts < 1 or self.text_tokens < 2 or self.n_mc < 1:
-            raise ValueError("side effects need n_texts >= 1, text_tokens >= 2 and n_mc >= 1")
+            raise SweepError("side effects need n_texts >= 1, text_tokens >= 2 and n_mc >= 1")
         if not 0 < self.val_frac < 1:
-            raise ValueError(f"val_frac must be between 0 and 1, got {self.val_frac}")
+            raise SweepError(f"val_frac must be between 0 and 1, got {self.val_frac}")
         if not self.kl_budget >= 0:
-            raise ValueError(f"the KL budget must be >= 0 nats per token, got {self.kl_budget}")
+            raise SweepError(f"the KL budget must be >= 0 nats per token, got {self.kl_budget}")
 
 
 def mc_dataset(mc: str | None, data_dir: str | None) -> Dataset:
@@ -76,7 +76,7 @@ def validation_split(ds: Dataset, cfg, val_frac: float) -> tuple[list, list]:
     """(fit, validation): the training split with its last ``val_frac`` held out. The test split is not touched."""
     train_ex, _ = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
     if len(train_ex) < 2:
-        raise ValueError("side effects need at least 2 training items: one to fit the vector, one to validate")
+        raise SweepError("side effects need at least 2 training items: one to fit the vector, one to validate")
     n_val = min(len(train_ex) - 1, max(1, int(round(len(train_ex) * val_frac))))
     return list(train_ex[:-n_val]), list(train_ex[-n_val:])
 
@@ -157,7 +157,7 @@ def ensure(lm: LoadedModel, result: SweepResult, ds: Dataset, se: SideEffectsCon
     try:
         mc = mc_dataset(se.mc, data_dir)
     except DatasetError as e:
-        raise ValueError(f"multiple-choice set: {e}") from e
+        raise DatasetError(f"multiple-choice set: {e}") from e
     settings = side_settings(result, se, text_sha, mc)
     key = settings_key(settings)
     stored = result.manifest.get("side_effects", {})

@@ -24,6 +24,7 @@ from steering.core.config import SweepConfig
 from steering.core.datasets import load_dataset, split_dataset
 from steering.core.store import settings_key
 from steering.engine.models import LoadedModel
+from steering.errors import SweepError
 
 PhaseProgress = Callable[[str, int, int], None]
 
@@ -75,9 +76,9 @@ def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: Swe
     from steering.run.sweep import encode_all, run_sweep
 
     if len(datasets) < 2:
-        raise ValueError("entanglement needs at least two concepts, e.g. --datasets A,B")
+        raise SweepError("entanglement needs at least two concepts, e.g. --datasets A,B")
     if multiplier == 0:
-        raise ValueError("the entanglement multiplier must not be 0")
+        raise SweepError("the entanglement multiplier must not be 0")
     lm.check_layer(layer)
     loaded = [load_dataset(d, base.data_dir) for d in datasets]
     key = settings_key({"model": lm.name, "layer": layer, "multiplier": multiplier,
@@ -118,13 +119,13 @@ def from_study(study, model: str | None = None, pair: tuple[str, str] | None = N
     spec = study.spec
     model = model or spec.models[0]
     if model not in spec.models:
-        raise ValueError(f"model '{model}' is not in study '{spec.name}' (it has {', '.join(spec.models)})")
+        raise SweepError(f"model '{model}' is not in study '{spec.name}' (it has {', '.join(spec.models)})")
     pair = tuple(pair) if pair else tuple(spec.variants[0])
     if pair not in [tuple(p) for p in spec.variants]:
         have = ", ".join(":".join(p) for p in spec.variants)
-        raise ValueError(f"variant pair {':'.join(pair)} is not in study '{spec.name}' (it has {have})")
+        raise SweepError(f"variant pair {':'.join(pair)} is not in study '{spec.name}' (it has {have})")
     if len(study.meta.get("dataset_paths", {})) < 2:
-        raise ValueError(f"study '{spec.name}' has fewer than two concepts: entanglement needs at least two")
+        raise SweepError(f"study '{spec.name}' has fewer than two concepts: entanglement needs at least two")
     layer = study.layer(model)
     data_dir = study.meta.get("data_dir_abs") or spec.data_dir
     # A stored path when it is still there (files given by path), else the name, found in the data directory.

@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from steering.errors import SweepError
+
 DEFAULT_KL_BUDGET = 0.1  # nats per token of neutral text
 
 
@@ -22,7 +24,7 @@ def gains(props: np.ndarray, multipliers: Sequence[float]) -> tuple[np.ndarray, 
     mults = np.asarray(multipliers, dtype=float)
     zero = np.flatnonzero(mults == 0)
     if not len(zero):
-        raise ValueError("the multipliers need 0 (the unsteered reference) to measure a gain")
+        raise SweepError("the multipliers need 0 (the unsteered reference) to measure a gain")
     shift = props - props[:, :, zero[0]][:, :, None]
     return shift.mean(0), (shift > 0).mean(0)
 

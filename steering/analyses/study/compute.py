@@ -23,6 +23,7 @@ from steering.analyses.study import executors
 from steering.analyses.study import stats as study_stats
 from steering.analyses.study.best_layer import choose_best_layer
 from steering.analyses.study.spec import StudySpec, fixed_layer
+from steering.core import jsonfile
 from steering.core.config import SweepConfig
 from steering.core.datasets import Dataset, load_dataset, split_dataset
 from steering.core.results import SweepResult
@@ -65,9 +66,17 @@ def load_study(out: str | Path, name: str) -> Study:
     if not all((path / f).exists() for f in STUDY_FILES):
         known = ", ".join(s["name"] for s in list_studies(out)) or "none yet"
         raise SweepError(f"no stored study '{name}' under {studies_root(out)} (stored: {known})")
-    meta = json.loads((path / "study.json").read_text())
-    return Study(path, StudySpec.from_json(meta["spec"]), meta, pd.read_parquet(path / "datasets.parquet"),
+    meta = jsonfile.read(path / "study.json", SweepError)
+    return Study(path, _stored_spec(path, meta), meta, pd.read_parquet(path / "datasets.parquet"),
                  pd.read_parquet(path / "examples.parquet"))
+
+
+def _stored_spec(path: Path, meta: dict) -> StudySpec:
+    try:
+        return StudySpec.from_json(meta["spec"])
+    except (KeyError, TypeError, AttributeError) as e:  # a study.json that is not one this code wrote
+        raise SweepError(f"{path / 'study.json'}: not a study's record ({type(e).__name__}: {e}); "
+                         "move the study away or run it again with --replace") from None
 
 
 def list_studies(out: str | Path) -> list[dict]:
@@ -77,7 +86,8 @@ def list_studies(out: str | Path) -> list[dict]:
     if root.is_dir():
         for d in root.iterdir():
             if d.is_dir() and not d.name.startswith(".") and all((d / f).exists() for f in STUDY_FILES):
-                meta = json.loads((d / "study.json").read_text())
+                meta = jsonfile.read(d / "study.json", SweepError)
+                _stored_spec(d, meta)  # a damaged record is named here, not as a KeyError below
                 spec = meta["spec"]
                 found.append({"name": d.name, "path": str(d), "created": meta.get("created", ""),
                               "models": spec["models"], "n_datasets": len(spec["datasets"]),
@@ -167,7 +177,9 @@ def run_study(spec: StudySpec, out: str | Path = "results", progress: Callable[[
     spec.validate()
     path = study_dir(out, spec.name)
     if (path / "study.json").exists():
-        stored = json.loads((path / "study.json").read_text())["spec"]
+        meta = jsonfile.read(path / "study.json", SweepError)
+        _stored_spec(path, meta)
+        stored = meta["spec"]
         if stored == spec.to_json() and all((path / f).exists() for f in STUDY_FILES):
             return load_study(out, spec.name)
         if stored != spec.to_json() and not replace:

@@ -35,7 +35,7 @@ from steering.engine import fast
 from steering.engine import reference as evaluate
 from steering.engine.models import LoadedModel
 from steering.engine.multivector import grid_many, reference_many
-from steering.errors import SweepError
+from steering.errors import InputError, SweepError
 from steering.run.diagnostics import stats
 
 PhaseProgress = Callable[[str, int, int], None]
@@ -203,7 +203,7 @@ def _swap(out, eng, lm, cfg, ds_name, layers, vectors, slopes, test_ex, stages, 
         swapped_ex = [swap_example(e) for e in test_ex]
         pairs = [encode_for_metric(lm.tokenizer, e, cfg.test_variant, ds_name, cfg.system, cfg.metric)
                  for e in swapped_ex]
-    except ValueError as e:
+    except InputError as e:  # an item without an (A)/(B) block to swap
         raise SweepError(f"A/B swap: {e}") from e
     done = stages.get("swap")
     if done is None:
