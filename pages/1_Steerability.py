@@ -27,8 +27,11 @@ def multiplier_view(ctx: state.Context, result) -> None:
 def spurious_view(ctx: state.Context, result, steer) -> None:
     st.subheader("Spurious factors")
     f = result.figures(ctx.layer)
-    parts = [f"answer letter explains **{f.r2_pos_is_A:.0%}**" if f.r2_pos_is_A is not None else None,
-             f"Yes/No explains **{f.r2_pos_is_yes:.0%}**" if f.r2_pos_is_yes is not None else None]
+    why = f.undefined
+    parts = [f"answer letter explains **{f.r2_pos_is_A:.0%}**" if f.r2_pos_is_A is not None
+             else f"the answer letter's share is undefined ({why['r2_pos_is_A']})" if "r2_pos_is_A" in why else None,
+             f"Yes/No explains **{f.r2_pos_is_yes:.0%}**" if f.r2_pos_is_yes is not None
+             else f"the Yes/No share is undefined ({why['r2_pos_is_yes']})" if "r2_pos_is_yes" in why else None]
     shown = [p for p in parts if p]
     st.markdown("Of the variance of the slopes, " + (" and ".join(shown) if shown else "no factor varies here")
                 + " (R² of an OLS fit on the factor).")

@@ -19,9 +19,14 @@ def test_side_effects_page_computes_and_draws(app_env):  # noqa: F811
     assert any("Trade-off" in t for t in titles) and any("Capability" in t for t in titles)
     text = " ".join(m.value for m in at.markdown)
     assert "Recommended" in text or "No recommendation" in text
-    at.number_input(key="w_se_budget").set_value(1e6).run()  # any setting fits: a recommendation must appear
+    at.number_input(key="w_se_budget").set_value(1e6).run()  # any setting fits the budget
     assert_clean(at)
-    assert any(m.label == "Recommended" for m in at.metric)
+    text = " ".join(m.value for m in at.markdown)
+    if not any(m.label == "Recommended" for m in at.metric):  # then no setting helps on validation items
+        import re
+
+        best = re.search(r"the best validation gain is (-?[0-9.e+-]+)", text)
+        assert best and float(best.group(1)) <= 0, text
     assert any("measured with a vector fitted on the other" in c.value for c in at.caption)
     # The stored table is served to a fresh session without recomputing (no Compute button).
     again = new_app()

@@ -202,9 +202,12 @@ def test_side_effects_stored_and_served(tiny_llama, tmp_path):
     df, rec, cached = side_effects.ensure(tiny_llama, result, result_ds(), se, tmp_path)
     assert not cached and list(df.columns) == list(side_effects.COLUMNS) and len(df) == 6
     assert (df[df.multiplier == 0].kl == 0).all() and (df[df.multiplier == 0].ppl_ratio == 1).all()
-    assert rec["found"] and rec["multiplier"] == 1.0
+    # a recommendation exactly when some setting helps on the validation items (the budget admits every cell)
+    assert rec["found"] == bool((df[df.multiplier > 0].val_gain > 0).any())
     manifest = json.loads((Path(result.run_dir) / "manifest.json").read_text())
-    assert manifest["side_effects"]["recommendation"]["layer"] == rec["layer"]
+    assert manifest["side_effects"]["recommendation"] == rec
+    if rec["found"]:
+        assert rec["multiplier"] == 1.0 and rec["val_gain"] == df[df.multiplier > 0].val_gain.max()
     from steering.core.results import load_run
 
     df2, rec2, cached2 = side_effects.ensure(tiny_llama, load_run(result.run_dir), result_ds(), se, tmp_path)

@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from steering.core import metrics
 from steering.core.results import SweepResult
 from steering.engine.coherence import distinct_2, perplexity
 from steering.engine.generate import generate_stream
@@ -46,16 +47,23 @@ def headline(ctx: state.Context, result: SweepResult) -> None:
     f = result.figures(ctx.layer)
     unit = f"{figures.propensity_unit(ctx.metric)} per unit multiplier"
     c = st.columns(4)
-    c[0].metric("Mean steerability", f"{f.mean_slope:.3g}",
-                help=f"Mean OLS slope of propensity vs multiplier, in {unit}. "
-                     f"95% interval [{f.mean_slope_lo:.3g}, {f.mean_slope_hi:.3g}].")
-    c[1].metric("Median steerability", f"{f.median_slope:.3g}", help=unit)
-    c[2].metric("Anti-steerable", f"{f.frac_anti:.0%}",
+    why = f.undefined
+    c[0].metric("Mean steerability", metrics.shown(f.mean_slope, reason=why.get("mean_slope")),
+                help=f"Mean OLS slope of propensity vs multiplier, in {unit}. 95% interval (Student t): "
+                     + metrics.shown(f.mean_slope_lo, reason=why.get("mean_slope_interval"))
+                     + ("" if "mean_slope_interval" in why else f" to {f.mean_slope_hi:.3g}") + ".")
+    c[1].metric("Median steerability", metrics.shown(f.median_slope, reason=why.get("median_slope")), help=unit)
+    c[2].metric("Anti-steerable", metrics.shown(f.frac_anti, "{:.0%}", "see below" if "frac_anti" in why else None),
                 help="Fraction of test examples with slope ≤ 0 (the paper's 1 − mean(slope > 0)); "
-                     "bootstrap 95% interval below.")
-    c[2].caption(f"95% interval {f.frac_anti_lo:.0%} – {f.frac_anti_hi:.0%} (n = {f.n})")
+                     "Wilson 95% interval below (honest at small n).")
+    if "frac_anti" in why:
+        c[2].caption(f"undefined: {why['frac_anti']}")
+    else:
+        c[2].caption(f"95% interval {f.frac_anti_lo:.0%} – {f.frac_anti_hi:.0%} (n = {f.n})")
     r2 = f.r2_spurious
-    c[3].metric("Variance from spurious factors", f"{r2:.0%}" if r2 is not None else "n/a",
+    c[3].metric("Variance from spurious factors",
+                metrics.shown(r2, "{:.0%}", why.get("r2_spurious")) if r2 is not None or "r2_spurious" in why
+                else "n/a",
                 help="R² of the slopes on 'positive answer is A' (and 'is Yes' for persona data): "
                      "how much of the per-example variation is explained by answer position, not content.")
 
@@ -79,6 +87,11 @@ def provenance(result: SweepResult) -> None:
     # An unbalanced training split leaves the A-minus-B letter direction in the vector.
     balance = f" · training pairs {frac_a:.0%} positive-is-A" if frac_a is not None else ""
     st.caption(f"Run {m.get('key', '?')} · {how} · {m.get('path', '?')} path{balance} · {result.run_dir}")
+    repeated = m.get("test_items_in_train") or []
+    if repeated:
+        st.warning(f"{len(repeated)} test item(s) also appear in the training split (duplicates in the dataset "
+                   f"file: {', '.join(repeated[:3])}{' …' if len(repeated) > 3 else ''}): their steerability is "
+                   "not measured out of sample.")
 
 
 ROLE_STYLE = {

@@ -142,16 +142,22 @@ def _sweep(args) -> int:
         result = run_sweep(cfg, lm=lm, out=args.out, progress=bar, dataset=ds)
     finally:
         bar.close()
-    table = result.layer_table()
     frac_a = result.manifest.get("train_frac_pos_is_A")
     print(f"model {lm.name} ({lm.n_layers} layers) | dataset {ds.name} | train {args.n_train} "
           f"({cfg.train_variant}{f', {frac_a:.0%} positive is A' if frac_a is not None else ''}) | "
           f"test {args.n_test} ({cfg.test_variant}) | path {result.manifest['path']}"
           f"{' | from store' if result.cached else ''} | {result.manifest['seconds']} s")
     print(f"{'layer':>5} {'mean slope':>11} {'median':>8} {'anti-steerable':>15}  95% interval")
-    for r in table.itertuples():
-        print(f"{r.layer:>5} {r.mean_slope:>11.3f} {r.median_slope:>8.3f} {r.frac_anti:>15.1%}  "
-              f"[{r.frac_anti_lo:.1%}, {r.frac_anti_hi:.1%}]")
+    for layer in result.layers:
+        f = result.figures(layer)
+        anti = (f"{'undefined':>15}  ({f.undefined['frac_anti']})" if "frac_anti" in f.undefined
+                else f"{f.frac_anti:>15.1%}  [{f.frac_anti_lo:.1%}, {f.frac_anti_hi:.1%}]")
+        print(f"{layer:>5} {f.mean_slope:>11.3f} {f.median_slope:>8.3f} {anti}")
+    repeated = result.manifest.get("test_items_in_train") or []
+    if repeated:
+        print(f"warning: {len(repeated)} of {args.n_test} test items also appear in the training split "
+              f"(duplicates in the file: {', '.join(repeated[:3])}{', ...' if len(repeated) > 3 else ''}); "
+              "their steerability is not out of sample", file=sys.stderr)
     if "diagnostics" in result.manifest:
         from steering.run.diagnostics.compute import summary_lines
 

@@ -257,3 +257,10 @@ def parse_bytes(data: bytes, filename: str, multi_option: str = "pair") -> Datas
             f"{name}: upload is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
         )
     return _parse(data, name, name, _name_for(Path(name)), multi_option)
+
+
+def repeated_items(train: list[Example], test: list[Example]) -> list[str]:
+    """Test items whose question and options also appear among the training items (duplicates in the
+    source file): a vector trained on an item and measured on it again overstates how it generalises."""
+    seen = {(e.question.strip(), e.positive, e.negative) for e in train}
+    return [e.example_id for e in test if (e.question.strip(), e.positive, e.negative) in seen]

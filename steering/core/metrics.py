@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import binomtest, rankdata
+from scipy.stats import t as student_t
 
 from steering.errors import NonFiniteError  # noqa: F401 - re-exported
 
@@ -86,6 +88,9 @@ def per_example(multipliers, propensities: np.ndarray) -> dict[str, np.ndarray]:
 
 @dataclass
 class DatasetFigures:
+    """Dataset figures of one layer. A figure that cannot be estimated is NaN (or None for the R² shares)
+    and ``undefined`` names it with the reason, which readers show as "undefined (reason)"."""
+
     n: int
     mean_slope: float
     median_slope: float
@@ -99,22 +104,58 @@ class DatasetFigures:
     r2_pos_is_A: float | None
     r2_pos_is_yes: float | None
     r2_spurious: float | None  # both factors together
+    undefined: dict[str, str] = field(default_factory=dict)  # figure name -> why it cannot be estimated
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def r_squared(y: np.ndarray, factors: list[np.ndarray]) -> float | None:
-    """Share of var(y) explained by an OLS fit on the given 0/1 factors (with intercept)."""
+    """Share of var(y) explained by an OLS fit on the given 0/1 factors (with intercept); None when it is
+    undefined (see ``r_squared_reason``)."""
+    return None if r_squared_reason(y, factors) else _r_squared(y, factors)
+
+
+def r_squared_reason(y: np.ndarray, factors: list[np.ndarray]) -> str | None:
+    """Why the R² of ``y`` on ``factors`` cannot be estimated, or None when it can."""
+    y = np.asarray(y, dtype=float)
+    if len(y) < 3:
+        return f"{len(y)} item(s): an R² needs at least 3"
+    if not y.var() > 0:
+        return "the slopes have no variance"
+    cols = [np.asarray(f, dtype=float) for f in factors if f is not None]
+    if not any(np.isfinite(c).all() and c.std() > 0 for c in cols):
+        return "the factor does not vary: every item has the same value"
+    return None
+
+
+def _r_squared(y: np.ndarray, factors: list[np.ndarray]) -> float:
     y = np.asarray(y, dtype=float)
     cols = [np.asarray(f, dtype=float) for f in factors if f is not None]
     cols = [c for c in cols if np.isfinite(c).all() and c.std() > 0]
-    if not cols or len(y) < 3 or y.var() == 0:
-        return None
     X = np.column_stack([np.ones(len(y))] + cols)
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ beta
     return float(1 - resid.var() / y.var())
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n: honest at small n (one item gives [21%, 100%], not
+    [100%, 100%]); (nan, nan) for n = 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean: (nan, nan) below two values; a point when every value is equal."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    m, se = float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v)))
+    half = float(student_t.ppf(0.5 + level / 2, len(v) - 1)) * se
+    return m - half, m + half
 
 
 def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 2000, seed: int = 0,
@@ -130,32 +171,87 @@ def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 2000, seed: int = 0,
     return float(lo), float(hi)
 
 
+ALL_FLAT = ("no item's propensity changes with the multiplier (every slope is exactly 0): the steering "
+            "saturates or has no effect, so no item can be called steerable or anti-steerable")
+
+
 def dataset_figures(slopes: np.ndarray, pos_is_A: np.ndarray | None = None, pos_is_yes: np.ndarray | None = None,
                     seed: int = 0) -> DatasetFigures:
-    """Mean/median slope, fraction anti-steerable (1 - mean(slope > 0)) with bootstrap 95% intervals, spurious R²."""
+    """Mean/median slope (t interval), fraction anti-steerable (1 - mean(slope > 0), Wilson interval), spurious R².
+
+    ``seed`` is kept for callers; the intervals are analytic and need none.
+    """
     s = np.asarray(slopes, dtype=float)
     _require_finite(s, "slopes")
-    anti = anti_steerable(s).astype(float)  # the paper's 1 - mean(slope > 0)
-    lo, hi = bootstrap_ci(anti, np.mean, seed=seed)
-    mlo, mhi = bootstrap_ci(s, np.mean, seed=seed)
+    n = len(s)
+    anti = anti_steerable(s)  # the paper's 1 - mean(slope > 0)
+    undefined: dict[str, str] = {}
+    if n == 0:
+        for name in ("mean_slope", "median_slope", "std_slope", "var_slope", "frac_anti", "mean_slope_interval"):
+            undefined[name] = "no test items"
+    elif n < 2:
+        undefined["mean_slope_interval"] = "one test item: an interval needs at least two"
+    frac = float(anti.mean()) if n else float("nan")
+    lo, hi = wilson_interval(int(anti.sum()), n)
+    if n and not np.any(s != 0):
+        frac, lo, hi = float("nan"), float("nan"), float("nan")
+        undefined["frac_anti"] = ALL_FLAT
+    mlo, mhi = mean_interval(s)
     yes = None
     if pos_is_yes is not None:
         yes_arr = np.asarray(pos_is_yes, dtype=object)
-        if all(v is not None for v in yes_arr):
+        if all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in yes_arr):
             yes = yes_arr.astype(float)
     A = None if pos_is_A is None else np.asarray(pos_is_A, dtype=float)
+    r2 = {}
+    for name, factors in (("r2_pos_is_A", [A]), ("r2_pos_is_yes", [yes]), ("r2_spurious", [A, yes])):
+        if factors[0] is None:
+            r2[name] = None  # the factor does not apply (no letters recorded, or not a Yes/No dataset)
+            continue
+        why = r_squared_reason(s, factors)
+        if why and name == "r2_pos_is_A" and A is not None and len(A) and np.isfinite(A).all() and A.std() == 0:
+            why = f"every positive answer is ({'A' if A[0] else 'B'}): the letter cannot explain anything"
+        r2[name] = None if why else _r_squared(s, factors)
+        if why:
+            undefined[name] = why
     return DatasetFigures(
-        n=len(s),
-        mean_slope=float(s.mean()) if len(s) else float("nan"),
-        median_slope=float(np.median(s)) if len(s) else float("nan"),
-        std_slope=float(s.std()) if len(s) else float("nan"),
-        var_slope=float(s.var()) if len(s) else float("nan"),
-        frac_anti=float(anti.mean()) if len(s) else float("nan"),
+        n=n,
+        mean_slope=float(s.mean()) if n else float("nan"),
+        median_slope=float(np.median(s)) if n else float("nan"),
+        std_slope=float(s.std()) if n else float("nan"),
+        var_slope=float(s.var()) if n else float("nan"),
+        frac_anti=frac,
         frac_anti_lo=lo,
         frac_anti_hi=hi,
         mean_slope_lo=mlo,
         mean_slope_hi=mhi,
-        r2_pos_is_A=r_squared(s, [A]) if A is not None else None,
-        r2_pos_is_yes=r_squared(s, [yes]) if yes is not None else None,
-        r2_spurious=r_squared(s, [A, yes]) if A is not None else None,
+        undefined=undefined,
+        **r2,
     )
+
+
+def saturation_reason(multipliers, propensities: np.ndarray) -> str | None:
+    """Why the slopes of a grid say nothing about the items, or None: at every nonzero multiplier every
+    item has the same propensity (the steered state no longer depends on the input), or nothing moves.
+
+    propensities: [n items, m multipliers].
+    """
+    x = np.asarray(multipliers, dtype=float)
+    y = np.asarray(propensities, dtype=float)
+    steered = y[:, x != 0]
+    if y.shape[0] < 2 or steered.shape[1] == 0 or not np.isfinite(steered).all():
+        return None
+    spread = steered.max(0) - steered.min(0)
+    scale = 1e-6 * max(1.0, float(np.abs(steered).max()))
+    if np.all(spread <= scale):
+        return ("every item has the same propensity at every nonzero multiplier: the steering saturates "
+                "(the steered state no longer depends on the input), so no item can be called steerable or "
+                "anti-steerable")
+    return None
+
+
+def shown(value, fmt: str = "{:.3g}", reason: str | None = None) -> str:
+    """A figure as text: formatted when it is a finite number, else "undefined (reason)"."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return f"undefined ({reason})" if reason else "undefined"
+    return fmt.format(value)

@@ -36,7 +36,14 @@ class SweepResult:
 
     def figures(self, layer: int) -> metrics.DatasetFigures:
         s = self.steerability[self.steerability.layer == layer]
-        return metrics.dataset_figures(s.slope.to_numpy(), s.pos_is_A.to_numpy(), s.pos_is_yes.to_numpy())
+        f = metrics.dataset_figures(s.slope.to_numpy(), s.pos_is_A.to_numpy(), s.pos_is_yes.to_numpy())
+        p = self.propensities[self.propensities.layer == layer]
+        grid = p.pivot_table(index="example_id", columns="multiplier", values="propensity", sort=True)
+        why = metrics.saturation_reason(grid.columns.to_numpy(), grid.to_numpy())
+        if why and "frac_anti" not in f.undefined:
+            f.frac_anti = f.frac_anti_lo = f.frac_anti_hi = float("nan")
+            f.undefined["frac_anti"] = why
+        return f
 
     def layer_table(self) -> pd.DataFrame:
         rows = []

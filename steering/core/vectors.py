@@ -87,6 +87,27 @@ def aggregate(pos: torch.Tensor, neg: torch.Tensor, aggregator: str = "mean", re
     return torch.stack(out)
 
 
+# Beyond this |multiplier| x max|vector element| the squares a normalisation layer takes overflow float32
+# (sqrt of its largest value is 1.8e19): every steered state then normalises to the same thing and every
+# propensity saturates, which would read as "no item is steerable". Far above any useful strength.
+MAX_STEERING_ELEMENT = 1e15
+
+
+def check_steering_scale(vectors: dict[int, torch.Tensor], multipliers) -> None:
+    """Refuse vectors that are not finite, or whose scaled elements would overflow the model's arithmetic."""
+    top = max((abs(float(m)) for m in multipliers), default=0.0)
+    for layer, v in sorted(vectors.items()):
+        v = v.detach().float()
+        if not torch.isfinite(v).all():
+            raise SweepError(f"the vector for layer {layer} holds a value that is not a finite number")
+        biggest = float(v.abs().max()) * top if v.numel() else 0.0
+        if biggest > MAX_STEERING_ELEMENT:
+            raise SweepError(
+                f"the vector for layer {layer} times multiplier {top:g} reaches {biggest:.3g} in one element "
+                f"(vector norm {float(v.norm()):.3g}): beyond {MAX_STEERING_ELEMENT:g} every propensity saturates; "
+                "rescale the vector or use smaller multipliers")
+
+
 @dataclass
 class VectorMeta:
     """The readable sidecar saved next to the tensors."""

@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 
 from steering.core.config import SweepConfig, settings_of
-from steering.core.datasets import Dataset, Example, load_dataset, split_dataset
+from steering.core.datasets import Dataset, Example, load_dataset, repeated_items, split_dataset
 from steering.core.prompts import EncodedPair
 from steering.core.results import SweepResult, load_run, pairs_frame, result_frames
 from steering.core.store import Partial, RunWriter, find_run, settings_key
 from steering.core.swap import encode_for_metric
-from steering.core.vectors import VectorMeta, aggregate, load_vectors, save_vectors
+from steering.core.vectors import VectorMeta, aggregate, check_steering_scale, load_vectors, save_vectors
 from steering.engine import fast
 from steering.engine import reference as evaluate
 from steering.engine.models import LoadedModel, load_model
@@ -81,6 +81,7 @@ def evaluate_grid(lm: LoadedModel, pairs: Sequence[EncodedPair], vectors: dict[i
     With ``partial``, each finished batch is saved and an interrupted call
     resumes from the batches already done (fast path).
     """
+    check_steering_scale({layer: vectors[layer] for layer in layers}, cfg.multipliers)
     if not use_fast(lm, cfg):
         return evaluate.reference_grid(lm, pairs, vectors, layers, cfg.multipliers, cfg.position, cfg.metric,
                                        progress=_phase(progress, "grid"))
@@ -225,6 +226,8 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
         # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
         "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
         "vectors_reused": reused, "train_key": train_key(cfg, ds, lm.name),
+        # The same item text in both splits (a file with duplicates): named so that readers can warn.
+        "test_items_in_train": repeated_items(train_ex, test_ex),
         **({"path_note": lm.fast_note} if lm.fast_note else {}),
     }
     if diag is not None:

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from steering.core.config import SweepConfig
+from steering.core.config import SweepConfig, check_multipliers
 from steering.core.datasets import load_dataset, split_dataset
 from steering.core.store import settings_key
 from steering.engine.models import LoadedModel
@@ -79,6 +79,7 @@ def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: Swe
         raise SweepError("entanglement needs at least two concepts, e.g. --datasets A,B")
     if multiplier == 0:
         raise SweepError("the entanglement multiplier must not be 0")
+    check_multipliers([0.0, float(multiplier)])  # nan or inf would store an all-NaN matrix
     lm.check_layer(layer)
     loaded = [load_dataset(d, base.data_dir) for d in datasets]
     key = settings_key({"model": lm.name, "layer": layer, "multiplier": multiplier,

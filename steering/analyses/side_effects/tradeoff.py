@@ -40,6 +40,7 @@ def pareto(gain: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 
 def _best(table: pd.DataFrame, column: str) -> pd.Series | None:
+    table = table[np.isfinite(table[column].to_numpy(dtype=float))]  # a NaN gain is no candidate
     return None if table.empty else table.loc[table[column].idxmax()]
 
 
@@ -53,7 +54,13 @@ def recommend(table: pd.DataFrame, kl_budget: float = DEFAULT_KL_BUDGET) -> dict
     chosen = _best(ok, "val_gain")
     if chosen is None:
         return {"kl_budget": kl_budget, "found": False,
-                "reason": f"no positive multiplier has KL <= {kl_budget:g} nats/token"}
+                "reason": f"no positive multiplier has KL <= {kl_budget:g} nats/token and a measured gain"}
+    if not float(chosen.val_gain) > 0:  # nan included: a setting that does not help is no recommendation
+        return {"kl_budget": kl_budget, "found": False,
+                "reason": f"no setting within the KL budget of {kl_budget:g} nats/token moves the behaviour the "
+                          f"intended way on the validation items (the best validation gain is "
+                          f"{float(chosen.val_gain):.3g}, at layer {int(chosen.layer)}, multiplier "
+                          f"{float(chosen.multiplier):g})"}
     on_test = _best(ok, "test_gain")
     return {
         "kl_budget": kl_budget, "found": True,

@@ -117,6 +117,9 @@ def parse_layer_rules(spec: str, models: list[str]) -> dict[str, str]:
         name, _, rule = part.partition("=")
         if name.strip() not in models:
             raise SweepError(f"layer rule for '{name.strip()}', which is not among the study's models")
+        if name.strip() in rules:
+            raise SweepError(f"two layer rules for model {name.strip()} ('{rules[name.strip()]}' and "
+                             f"'{rule.strip()}'): give one rule per model")
         rules[name.strip()] = check_layer_rule(rule)
     missing = [m for m in models if m not in rules]
     if missing:
