@@ -34,7 +34,11 @@ def add_parsers(sub) -> None:
 
 
 def _pct(x: float) -> str:
-    return f"{x:6.1%}"
+    return f"{x:6.1%}" if x is not None and x == x else f"{'undef':>6}"  # NaN: not estimable, never "nan%"
+
+
+def _rho(rho: float, n: int) -> str:
+    return f"rho = {rho:+.3f}" if rho == rho else "rho undefined (needs 3+ datasets whose values vary)"
 
 
 def print_study(study: Study, out=None) -> None:
@@ -48,7 +52,8 @@ def print_study(study: Study, out=None) -> None:
             file=out,
         )
         for r in g.sort_values("median_slope", ascending=False).itertuples():
-            ci = f"{_pct(r.frac_anti)} [{r.frac_anti_lo:.0%}, {r.frac_anti_hi:.0%}]"
+            ci = (f"{_pct(r.frac_anti)} [{r.frac_anti_lo:.0%}, {r.frac_anti_hi:.0%}]" if r.frac_anti == r.frac_anti
+                  else "undefined")
             print(
                 f"{r.dataset[:48]:<48} {r.n:>3} {r.median_slope:>7.3f} {r.mean_slope:>7.3f}  {ci:<24} "
                 f"{_pct(r.share_ab)} {_pct(r.share_yes)} {_pct(r.share_unexplained)}",
@@ -60,13 +65,15 @@ def print_study(study: Study, out=None) -> None:
             "\nID vs OOD Spearman of dataset-level steerability (median slope), per model and variant pair:", file=out
         )
         for r in rho.itertuples():
-            print(f"  {r.model:<20} BASE->BASE vs {r.pair:<16} rho = {r.rho:+.3f}  ({r.n_datasets} datasets)", file=out)
+            print(f"  {r.model:<20} BASE->BASE vs {r.pair:<16} {_rho(r.rho, r.n_datasets)}  ({r.n_datasets} datasets)",
+                  file=out)
     cross = study_stats.cross_model(d)
     if not cross.empty:
         print("\nCross-model Spearman of dataset-level steerability:", file=out)
         for r in cross.itertuples():
             print(
-                f"  {r.model_a} vs {r.model_b} · {r.pair:<16} rho = {r.rho:+.3f}  ({r.n_datasets} datasets)", file=out
+                f"  {r.model_a} vs {r.model_b} · {r.pair:<16} {_rho(r.rho, r.n_datasets)}  ({r.n_datasets} datasets)",
+                file=out,
             )
     reused = sum(bool(c.get("vectors_reused")) for c in study.meta["cells"])
     print(
