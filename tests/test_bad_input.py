@@ -140,11 +140,25 @@ def test_out_is_a_file(capsys, tmp_path):
     assert f.read_text() == "x"
 
 
-def test_dataset_name_too_long_for_a_file_name(capsys, tmp_path):
+def test_a_dataset_name_too_long_for_a_file_name_still_runs(capsys, tmp_path):
+    """The run directory's readable part is cut (its key keeps it unique): nothing fails after the work."""
     f = tmp_path / ("n" * 240 + ".jsonl")
     f.write_text("\n".join(json.dumps(ITEM) for _ in range(20)))
-    msg = bad(capsys, tmp_path / "r", "--dataset", str(f), "--n-train", "8", "--n-test", "8")
-    assert "shorter dataset file name" in msg
+    from steering.core.config import SweepConfig
+    from steering.core.datasets import load_dataset
+    from steering.engine.tiny import tiny_random_model
+    from steering.run.checks import precheck_sweep
+    from steering.run.sweep import run_sweep
+
+    out = tmp_path / "r"
+    ds = load_dataset(str(f))
+    precheck_sweep("tiny-random", ds.name, "1", 0, None, 8, 8, out)  # the CLI's precheck lets it through
+    run_sweep(SweepConfig(dataset=str(f), layers=[1], n_train=8, n_test=8), lm=tiny_random_model(), out=out,
+              dataset=ds)
+    runs = [d for d in out.iterdir() if d.is_dir() and d.name.startswith("n")]
+    assert len(runs) == 1 and len((".partial-" + runs[0].name).encode()) <= 255
+    manifest = json.loads((runs[0] / "manifest.json").read_text())
+    assert runs[0].name.endswith("~--" + manifest["key"])
 
 
 def test_offline_hugging_face_id_fails_at_once(capsys, tmp_path, monkeypatch):

@@ -32,9 +32,17 @@ def settings_key(settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+READABLE_BYTES = 120  # of a run directory's name before its key: with ".partial-" and the key, far below 255
+
+
 def run_dir_name(settings: dict) -> str:
+    """``<dataset>--<model>--<key>``; a readable part longer than READABLE_BYTES is cut (the key keeps the name
+    unique), so a long dataset file name can never fail with "File name too long" after the work is done."""
     model = Path(str(settings["model"])).name.replace("/", "_")
-    return f"{settings['dataset_name']}--{model}--{settings_key(settings)}"
+    readable = f"{settings['dataset_name']}--{model}"
+    if len(readable.encode()) > READABLE_BYTES:
+        readable = readable.encode()[:READABLE_BYTES].decode("utf-8", "ignore") + "~"
+    return f"{readable}--{settings_key(settings) if 'seed' in settings else '0' * 16}"  # no key yet: its length
 
 
 def find_run(root: str | Path, settings: dict, on_damage: Callable[[str], None] | None = None) -> Path | None:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from steering.core.store import run_dir_name
 from steering.engine.devices import check_device
 from steering.engine.modelfiles import (
     check_hf_available,
@@ -116,8 +117,7 @@ def precheck_sweep(model: str, dataset_name: str, layers: str | None, seed: int,
         raise ValidationError(f"n_train={n_train} and n_test={n_test}: both must be at least 1")
     check_device(device)
     check_layer_spec(layers, None)  # syntax first: a typo is reported even when the model is unknown
-    model_part = Path(str(model)).name.replace("/", "_")
-    check_out_dir(out, [f"{dataset_name}--{model_part}--{'0' * 16}"])
+    check_out_dir(out, [run_dir_name({"dataset_name": dataset_name, "model": model})])
     check_hf_available(model)
     n_layers, context = model_shape(model)
     check_layer_spec(layers, n_layers)  # against the model's config or gguf header when it can be read

@@ -88,22 +88,22 @@ def parse_variants(spec: str | list[str]) -> list[tuple[str, str]]:
 
 
 def check_layer_rule(rule: str) -> str:
-    """An index ('12'), a relative depth in [0, 1] with a decimal point ('0.4'), or 'best'."""
+    """An index ('12'), a relative depth in [0, 1] with a decimal point ('0.4'), or 'best'.
+
+    Read by pattern, not by float(): 'nan', 'inf', '1e3' and '12.' are refused here, before any model loads.
+    """
     rule = str(rule).strip()
     if rule == "best":
         return rule
-    try:
-        value = float(rule)
-    except ValueError:
-        raise SweepError(
-            f"cannot read layer rule '{rule}': use an index (12), a relative depth (0.4) or best"
-        ) from None
-    if "." in rule:
-        if not 0 <= value <= 1:
+    if re.fullmatch(r"\d+", rule):
+        return rule
+    if re.fullmatch(r"\d*\.\d+", rule):
+        if not 0 <= float(rule) <= 1:
             raise SweepError(f"relative depth {rule} must lie in [0, 1]")
-    elif value < 0:
+        return rule
+    if re.fullmatch(r"-\d+(\.\d+)?", rule):
         raise SweepError(f"layer index {rule} must be >= 0")
-    return rule
+    raise SweepError(f"cannot read layer rule '{rule}': use an index (12), a relative depth (0.4) or best")
 
 
 def parse_layer_rules(spec: str, models: list[str]) -> dict[str, str]:
