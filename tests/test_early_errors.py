@@ -46,3 +46,69 @@ def test_run_directory_names_fit_every_file_system(dataset_name, model):
     assert len((".partial-" + name).encode()) <= 255
     readable = name.rsplit("--", 1)[0]
     assert len(readable.encode()) <= READABLE_BYTES + 1  # +1: the "~" marking a cut
+
+
+def _server(handler):
+    """A TCP server on a free loopback port running ``handler(conn)`` for each connection (bounded: 20 s)."""
+    import socket
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(20)
+
+    def serve():
+        try:
+            while True:
+                conn, _ = srv.accept()
+                threading.Thread(target=handler, args=(conn,), daemon=True).start()
+        except OSError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, f"127.0.0.1:{srv.getsockname()[1]}"
+
+
+def _silent(conn):
+    import time
+
+    time.sleep(5)
+    conn.close()
+
+
+def _http(conn):
+    conn.recv(100)
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    conn.close()
+
+
+def _grpc_like(conn):
+    conn.recv(100)
+    conn.sendall(bytes.fromhex("000000040000000000"))  # an empty SETTINGS frame, as an HTTP/2 server sends
+    conn.close()
+
+
+@pytest.mark.parametrize("handler, why", [(_silent, "did not answer within 1 s"), (_http, "not as a Ray"),
+                                          (lambda c: c.close(), "closed the connection")])
+def test_a_port_that_answers_but_is_not_ray_fails_in_seconds(handler, why):
+    import time
+
+    from steering.analyses.study.ray_executor import check_reachable
+
+    srv, address = _server(handler)
+    try:
+        t0 = time.time()
+        with pytest.raises(SweepError) as e:
+            check_reachable(address, timeout=1.0)
+        assert time.time() - t0 < 3 and why in str(e.value) and "\n" not in str(e.value)
+    finally:
+        srv.close()
+
+
+def test_a_grpc_speaking_port_passes_the_probe():
+    from steering.analyses.study.ray_executor import check_reachable
+
+    srv, address = _server(_grpc_like)
+    try:
+        check_reachable(address, timeout=2.0)
+    finally:
+        srv.close()

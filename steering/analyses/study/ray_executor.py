@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -71,18 +72,48 @@ class ModelWorker:
         return {"computed": self.computed, "pid": os.getpid(), "device": str(self.lm.device)}
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def _speaks_grpc(host: str, port: int, timeout: float) -> str | None:
+    """None when HOST:PORT answers the HTTP/2 preface with a SETTINGS frame, as Ray's gRPC server does; else
+    why not. Ray's own join has no timeout: a port that accepts but is not Ray would hang it for minutes."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(HTTP2_PREFACE + bytes.fromhex("000000040000000000"))  # preface + an empty SETTINGS frame
+            head = b""
+            while len(head) < 9:
+                chunk = s.recv(9 - len(head))
+                if not chunk:
+                    return "it closed the connection: not a Ray (gRPC) server"
+                head += chunk
+    except TimeoutError:
+        return f"it did not answer within {timeout:g} s"
+    except OSError as e:
+        return e.strerror or str(e)
+    if head[3] != 0x04:  # frame type 4 = SETTINGS
+        return "it answered, but not as a Ray (gRPC) server"
+    return None
+
+
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail fast with one line when HOST:PORT does not answer (Ray itself retries for a long time)."""
+    """Fail within ``timeout`` seconds (name lookup included) with one line when HOST:PORT is not a Ray
+    cluster: it does not answer, or answers but does not speak gRPC (Ray itself would retry or hang)."""
     if address in ("auto", "local") or address.startswith("ray://"):
         return
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or not host:
         raise SweepError(f"cannot read --ray-address '{address}': use auto or HOST:PORT, e.g. 127.0.0.1:6379")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise SweepError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}): "
-                         "start one with `ray start --head` or check the address") from None
+    why: list[str | None] = []
+    probe = threading.Thread(target=lambda: why.append(_speaks_grpc(host.strip("[]"), int(port), timeout)),
+                             daemon=True)
+    probe.start()
+    probe.join(timeout + 0.5)  # a name lookup cannot be given a timeout: the thread bounds it
+    reason = why[0] if why else f"no answer within {timeout:g} s"
+    if reason is not None:
+        raise SweepError(f"cannot reach the Ray cluster at {address} ({reason}): "
+                         "start one with `ray start --head` or check the address")
 
 
 def _token_mode() -> None:
