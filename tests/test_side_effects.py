@@ -162,8 +162,8 @@ def test_validation_items_are_held_out_of_the_vector(tiny_llama, monkeypatch):
         replace(e, positive=e.negative, negative=e.positive, pos_is_A=not e.pos_is_A) if e.example_id in flip else e
         for e in ds.examples))
     vecs2, _ = _held_out_vectors(monkeypatch, tiny_llama, flipped, cfg)
-    on_fit = train_vectors(tiny_llama, encode_all(tiny_llama, fit, "BASE", ds.name, cfg.system), cfg)
-    on_all = train_vectors(tiny_llama, encode_all(tiny_llama, train, "BASE", ds.name, cfg.system), cfg)
+    on_fit = train_vectors(tiny_llama, encode_all(tiny_llama, fit, cfg, ds.name, "train"), cfg)
+    on_all = train_vectors(tiny_llama, encode_all(tiny_llama, train, cfg, ds.name, "train"), cfg)
     for l in (0, 1):
         torch.testing.assert_close(vecs[l], vecs2[l])
         torch.testing.assert_close(vecs[l], on_fit[l])
