@@ -73,6 +73,9 @@ def test_overview_shows_figure1_and_opens_a_concept_without_recomputing(app_env)
     assert len(at.get("plotly_chart")) == 2
     assert any("explains" in t for t in titles(at))
     assert at.metric[0].value == "2"  # concepts
+    # Both concepts are A/B items: their Yes/No share is shown as undefined with the reason, not as 0.
+    notes = [c.value for c in at.caption if c.value.startswith("Undefined (not zero)")]
+    assert len(notes) == 1 and notes[0].count("Yes/No share undefined: no item has a Yes/No answer") == 2
     runs_before = sorted(p.name for p in app_env.iterdir())
     at.selectbox(key="w_study_pair").set_value("BASE->SYS_NEG").run()
     at.selectbox(key="w_study_concept").set_value("optimism-demo").run()
