@@ -3,6 +3,7 @@
 import streamlit as st
 
 from steering.run.diagnostics import figures as diag_figures
+from steering.run.diagnostics import stats as diag_stats
 from ui import diagnostics, page, state, views
 
 
@@ -32,8 +33,9 @@ def body(ctx: state.Context) -> None:
         for i, kind in enumerate(("random", "shuffled")):
             s = summary.get(f"null_{kind}", {})
             if s:
-                c[2 * i].metric(f"Beyond the {kind} null band", f"{s['frac_beyond']:.0%}",
-                                help="Items whose slope is above their own 95% null band (z > 1.96).")
+                c[2 * i].metric(f"Beyond the {kind} null band", diag_stats.frac_beyond_text(s),
+                                help="Items whose slope lies outside their own 95% null band, on either side "
+                                     "(|z| > 1.96), among the items with a z.")
                 c[2 * i + 1].metric(f"Null mean slope ({kind})", f"{s['null_mean_lo']:.2g} … {s['null_mean_hi']:.2g}",
                                     help=f"Range of the mean slope over the {s['k']} null vectors "
                                          f"(real vector: {s['mean_slope']:.3g}); null anti-steerable "
