@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_study import _direct_r2
+from test_study_shares import _direct_r2
 
 from steering.analyses.study import stats as study_stats
 from steering.analyses.study.compute import run_study
