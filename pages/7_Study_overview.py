@@ -39,6 +39,8 @@ def body(ctx: state.Context) -> None:
     study_overview.summary(study, model, rows)
     views.chart(study_figures.concept_distributions(ex, rows, study.spec.metric, kind), key="study_dist")
     views.chart(study_figures.spurious_bars(rows), key="study_spurious")
+    if note := studies.undefined_shares(rows):
+        st.caption(note)
     study_overview.concept_links(study, model, pair, study_figures.concept_order(rows))
 
 

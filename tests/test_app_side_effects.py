@@ -52,6 +52,18 @@ def test_changed_settings_offer_a_recompute(app_env):  # noqa: F811
     assert [json.loads(p.read_text())["side_effects"]["settings"]["text_tokens"] for p in runs] == [32]
 
 
+def expected_cells(results, heat: dict) -> list[list[str]]:
+    """The heatmap's printed cells from the stored raw shifts, in the figure's row (steered with) and column
+    (measured on) order: shift[X, Y] / shift[Y, Y]. The shifts themselves are checked against plain sweeps
+    in test_side_effects."""
+    import pandas as pd
+
+    (path,) = (results / "entanglement").glob("*.parquet")
+    shift = pd.read_parquet(path).set_index(["steered_with", "measured_on"])["shift"]
+    rows, cols = heat["data"][0]["y"], heat["data"][0]["x"]
+    return [[f"{shift[(r, c)] / shift[(c, c)]:.2f}" for c in cols] for r in rows]
+
+
 def test_entanglement_heatmap_on_the_page(app_env):  # noqa: F811
     at = computed_app()
     at.switch_page(PAGE).run()
@@ -62,7 +74,8 @@ def test_entanglement_heatmap_on_the_page(app_env):  # noqa: F811
     heat = [c for c in charts(at) if "Entanglement" in c.get("layout", {}).get("title", {}).get("text", "")]
     assert heat
     cells = heat[0]["data"][0]["text"]  # the printed values (z is binary-encoded in the spec)
-    assert cells[0][0] == "1.00" and cells[1][1] == "1.00" and len(cells) == 2
+    assert len(cells) == 2 and cells == expected_cells(app_env, heat[0])
+    assert cells[0][1] != cells[1][0]  # off-diagonal cells differ: a transposed matrix would be caught
 
 
 def test_live_generations_show_coherence(app_env):  # noqa: F811

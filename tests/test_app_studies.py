@@ -73,6 +73,9 @@ def test_overview_shows_figure1_and_opens_a_concept_without_recomputing(app_env)
     assert len(at.get("plotly_chart")) == 2
     assert any("explains" in t for t in titles(at))
     assert at.metric[0].value == "2"  # concepts
+    # Both concepts are A/B items: their Yes/No share is shown as undefined with the reason, not as 0.
+    notes = [c.value for c in at.caption if c.value.startswith("Undefined (not zero)")]
+    assert len(notes) == 1 and notes[0].count("Yes/No share undefined: no item has a Yes/No answer") == 2
     runs_before = sorted(p.name for p in app_env.iterdir())
     at.selectbox(key="w_study_pair").set_value("BASE->SYS_NEG").run()
     at.selectbox(key="w_study_concept").set_value("optimism-demo").run()
@@ -125,7 +128,7 @@ def test_form_starts_a_study_in_the_shared_store_and_bad_input_is_an_error(app_e
     assert not at.exception
 
 
-def test_side_effects_page_draws_entanglement_from_the_study():
+def test_side_effects_page_draws_entanglement_from_the_study(app_env):
     at = page_app("pages/8_Side_effects.py")
     at.radio(key="w_ent_source").set_value("a stored study").run()
     assert_clean(at)
@@ -136,5 +139,7 @@ def test_side_effects_page_draws_entanglement_from_the_study():
     assert heat
     import json
 
-    cells = json.loads(heat[0].proto.spec)["data"][0]["text"]
-    assert len(cells) == 2 and cells[0][0] == "1.00" and cells[1][1] == "1.00"
+    from test_app_side_effects import expected_cells
+
+    spec = json.loads(heat[0].proto.spec)
+    assert len(spec["data"][0]["text"]) == 2 and spec["data"][0]["text"] == expected_cells(app_env, spec)

@@ -133,13 +133,35 @@ def test_bfloat16_fast_path_agrees_within_its_tolerance(data):
     assert np.abs(got - ref).max() > 1e-5  # really computed in bfloat16, not silently in float32
 
 
+BF16_ABS_TOL = 0.2  # bfloat16 keeps ~3 significant digits: the tiny model's logits (O(10)) round by ~0.05 each;
+# measured |bfloat16 - float32| <= 0.08 on propensities that spread over ~3 units
+
+
+def _bf16_against_float32(lm16, data) -> None:
+    """``lm16`` holds bfloat16 weights and gives finite propensities close to the float32 model's."""
+    _, train, test = data
+    assert lm16.dtype == torch.bfloat16 and {p.dtype for p in lm16.model.parameters()} == {torch.bfloat16}
+    lm32 = tiny_random_model()
+    vector = train_vectors(lm32, train, SweepConfig(dataset="corrigibility-demo"))[1]
+    for m in (0.0, 1.0):
+        want = np.array([evaluate.reference_propensity(lm32, p, 1, vector, m) for p in test])
+        got = np.array([evaluate.reference_propensity(lm16, p, 1, vector.to(lm16.device, torch.bfloat16), m)
+                        for p in test])
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=0, atol=BF16_ABS_TOL)
+        assert np.abs(got - want).max() > 1e-4  # really computed in bfloat16
+
+
+def test_tiny_model_loads_in_bfloat16(data):
+    _bf16_against_float32(tiny_random_model(dtype="bfloat16"), data)
+
+
 @needs_cuda
-def test_cuda_loads_bfloat16_by_default_and_sizes_batches_from_memory():
-    lm = tiny_random_model()
-    lm.model.to("cuda")
-    lm.device = torch.device("cuda")
+def test_cuda_loads_bfloat16_by_default_and_sizes_batches_from_memory(data):
+    lm = tiny_random_model(device="cuda")  # no dtype given: the device's default, as load_model picks it
+    assert lm.device.type == "cuda" and {p.device.type for p in lm.model.parameters()} == {"cuda"}
+    _bf16_against_float32(lm, data)
     assert devices.tokens_per_pass(lm) != devices.TOKENS_PER_PASS_CPU
-    assert devices.default_dtype(lm.device) == "bfloat16"
 
 
 @needs_two_gpus

@@ -68,6 +68,30 @@ def test_split_half_vectors_are_means_of_disjoint_halves():
     assert not torch.allclose(a[0], b[0])
 
 
+def test_beyond_the_null_band_is_two_sided_and_never_said_of_a_missing_z():
+    z = np.array([2.5, -2.5, 1.0, -1.9, 1.96, np.nan, np.inf])
+    assert diag_stats.beyond_null_band(z).tolist() == [True, True, False, False, True, False, False]
+    assert diag_stats.inside_null_band(z).tolist() == [False, False, True, True, False, False, False]
+    assert diag_stats.frac_beyond(z) == pytest.approx(3 / 5)  # over the five items with a z
+    assert np.isnan(diag_stats.frac_beyond([np.nan, np.nan]))
+    assert diag_stats.frac_beyond_text({"frac_beyond": float("nan")}).startswith("undefined (")
+    # The summary uses the same rule: an item below its band (z = -3) counts; a missing z does not.
+    null = np.array([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [5.0, 5.0, 5.0]])
+    s = diag_stats.null_summary(np.array([4.0, -2.0, 5.0]), null)  # z = +3, -3, NaN (0 / 0)
+    assert s["frac_beyond"] == 1.0 and s["n_z"] == 2
+    # The verdict says "beyond" only of a known z, on either side, and never of NaN.
+    v = diag_stats.verdict
+    assert v(0.5, None, np.nan, np.nan) == "steerable; no null band to compare with " \
+                                           "(no null baselines, or their slopes do not vary)"
+    assert v(-0.5, None, None, None).startswith("anti-steerable; no null band")
+    assert v(-0.5, None, -3.0, None) == "anti-steerable beyond the null band"
+    assert v(0.5, None, 3.0, np.nan) == "steerable beyond the null band"
+    assert v(0.5, None, 1.0, None).startswith("no better than a random direction")
+    assert v(0.5, 0.4, np.nan, None) == "content-steered: steerable in both letter orders"
+    assert v(0.5, 0.4, -2.5, None) == "content-steered: steerable in both letter orders, and beyond the random-" \
+                                      "direction band"
+
+
 def test_null_z_and_summary_known_values():
     null = np.array([[0.0, 1.0, 2.0], [1.0, 1.0, 1.0 + 1e-12]])
     z = diag_stats.null_z(np.array([3.0, 1.0]), null)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_study_shares import _direct_r2
 
 from steering.analyses.study import stats as study_stats
 from steering.analyses.study.compute import run_study
@@ -27,10 +28,20 @@ def test_study_on_smollm2_three_datasets(smollm, shared_datasets, tmp_path, monk
     d = study.datasets
     assert len(d) == 15 and (d.n == 10).all() and set(d.layer) == {12}
     pd.testing.assert_frame_equal(d, study_stats.dataset_rows(study.examples))
-    persona = d[d.dataset == "subscribes-to-deontology"]
-    assert (persona.share_yes >= 0).all()  # persona items carry the Yes/No factor, A/B items do not
-    assert (d[d.dataset == "myopic-reward"].share_yes == 0).all()
-    assert np.allclose(d.share_ab + d.share_yes + d.share_unexplained, 1)
+    # Spurious shares against a direct least-squares fit of each cell's slopes (test_study._direct_r2).
+    ex = study.examples
+    for row in d.itertuples():
+        g = ex[(ex.dataset == row.dataset) & (ex.test_variant == row.test_variant)]
+        s, a = g.slope.to_numpy(dtype=float), g.pos_is_A.to_numpy(dtype=float)
+        yes = pd.to_numeric(g.pos_is_yes, errors="coerce").to_numpy(dtype=float)
+        assert a.std() > 0 and row.share_ab == pytest.approx(_direct_r2(s, [a]))
+        if row.dataset == "subscribes-to-deontology":  # persona items carry the Yes/No factor
+            assert yes.std() > 0 and row.share_why == ""
+            assert row.share_yes == pytest.approx(_direct_r2(s, [a, yes]) - _direct_r2(s, [a]))
+            assert row.share_unexplained == pytest.approx(1 - _direct_r2(s, [a, yes]))
+        else:  # A/B items have no Yes/No answer: that share is undefined (NaN with a reason), not 0
+            assert np.isnan(row.share_yes) and "Yes/No share undefined: no item has" in row.share_why
+            assert row.share_unexplained == pytest.approx(1 - _direct_r2(s, [a]))
     # the CLI reads the same study back from the store and prints its tables
     rc = cli.main(
         [

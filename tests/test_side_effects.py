@@ -162,8 +162,8 @@ def test_validation_items_are_held_out_of_the_vector(tiny_llama, monkeypatch):
         replace(e, positive=e.negative, negative=e.positive, pos_is_A=not e.pos_is_A) if e.example_id in flip else e
         for e in ds.examples))
     vecs2, _ = _held_out_vectors(monkeypatch, tiny_llama, flipped, cfg)
-    on_fit = train_vectors(tiny_llama, encode_all(tiny_llama, fit, "BASE", ds.name, cfg.system), cfg)
-    on_all = train_vectors(tiny_llama, encode_all(tiny_llama, train, "BASE", ds.name, cfg.system), cfg)
+    on_fit = train_vectors(tiny_llama, encode_all(tiny_llama, fit, cfg, ds.name, "train"), cfg)
+    on_all = train_vectors(tiny_llama, encode_all(tiny_llama, train, cfg, ds.name, "train"), cfg)
     for l in (0, 1):
         torch.testing.assert_close(vecs[l], vecs2[l])
         torch.testing.assert_close(vecs[l], on_fit[l])
@@ -175,15 +175,42 @@ def test_pareto_frontier():
     assert keep.tolist() == [True, True, False, True]
 
 
-def test_entanglement_diagonal_is_one(tiny_llama, tmp_path):
-    from steering.analyses.side_effects.entanglement import entanglement, matrix
+def test_entanglement_cells_equal_plain_sweeps(tiny_llama, tmp_path):
+    """shift[X, Y] against plain sweeps: Y's own stored sweep for the diagonal, and for an off-diagonal a sweep
+    of Y's test items with X's vector given (``compute_run(vectors=...)``, nothing trained, its own prompt
+    states); the normalised cell is their ratio."""
+    from dataclasses import replace
 
-    base = SweepConfig(n_train=8, n_test=6, multipliers=[0.0, 1.0])
-    df = entanglement(tiny_llama, ["optimism-demo", "corrigibility-demo"], 1, base, tmp_path, multiplier=2.0)
+    from steering.analyses.side_effects.entanglement import entanglement, matrix
+    from steering.core.datasets import load_dataset
+    from steering.run.sweep import compute_run, run_sweep
+
+    names, layer, mult = ["optimism-demo", "corrigibility-demo"], 1, 2.0
+    base = SweepConfig(n_train=8, n_test=6, multipliers=[0.0, mult])
+    df = entanglement(tiny_llama, names, layer, base, tmp_path, multiplier=mult)
+    cells = df.set_index(["steered_with", "measured_on"])
+    runs = [run_sweep(replace(base, dataset=n, layers=[layer]), lm=tiny_llama, out=tmp_path) for n in names]
+    assert all(r.cached for r in runs)  # the sweeps entanglement trained and stored
+
+    def shift_of(props: pd.DataFrame) -> float:
+        by_mult = props[props.layer == layer].groupby("multiplier").propensity.mean()
+        return float(by_mult[mult] - by_mult[0.0])
+
+    shift = np.zeros((2, 2))
+    for y, ds_name in enumerate(names):
+        for x, run_x in enumerate(runs):
+            if x == y:
+                props = runs[y].propensities
+            else:
+                cfg = replace(base, dataset=ds_name, layers=[layer])
+                props = compute_run(cfg, tiny_llama, load_dataset(ds_name), out=None,
+                                    vectors={layer: run_x.vectors[layer]}).frames["propensities.parquet"]
+            shift[x, y] = shift_of(props)
+            assert cells.loc[(names[x], ds_name), "shift"] == pytest.approx(shift[x, y], rel=1e-5, abs=1e-6)
+    assert not np.allclose(shift[0], shift[1])  # the two vectors move the items differently: rows are told apart
     m = matrix(df).to_numpy()
-    assert m.shape == (2, 2) and np.allclose(np.diag(m), 1.0)
-    assert np.isfinite(m).all()
-    again = entanglement(tiny_llama, ["optimism-demo", "corrigibility-demo"], 1, base, tmp_path, multiplier=2.0)
+    np.testing.assert_allclose(m, shift / np.diag(shift)[None, :], rtol=1e-5)
+    again = entanglement(tiny_llama, names, layer, base, tmp_path, multiplier=mult)
     pd.testing.assert_frame_equal(df, again)  # served from the store
 
 

@@ -127,7 +127,7 @@ def test_a_huge_vector_is_refused_before_the_grid_runs():
     lm = tiny_random_model()
     ds = load_dataset("corrigibility-demo")
     _, test = split_dataset(ds, 4, 3, 0)
-    pairs = encode_all(lm, test, "BASE", ds.name, SweepConfig().system)
+    pairs = encode_all(lm, test, SweepConfig(), ds.name, "test")
     vec = {1: torch.full((lm.hidden_size,), 1e30)}
     with pytest.raises(SweepError, match="saturates"):
         evaluate_grid(lm, pairs, vec, [1], SweepConfig(layers=[1]))

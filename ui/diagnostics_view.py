@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from steering.run.diagnostics import figures as diag_figures
+from steering.run.diagnostics import stats as diag_stats
 from ui import views
 
 
@@ -18,8 +19,9 @@ def null_section(steer: pd.DataFrame, summary: dict, tables: dict, metric: str, 
         for i, kind in enumerate(("random", "shuffled")):
             s = summary.get(f"null_{kind}", {})
             if s:
-                c[2 * i].metric(f"Beyond the {kind} null band", f"{s['frac_beyond']:.0%}",
-                                help="Items whose slope is above their own 95% null band (z > 1.96).")
+                c[2 * i].metric(f"Beyond the {kind} null band", diag_stats.frac_beyond_text(s),
+                                help="Items whose slope lies outside their own 95% null band, on either side "
+                                     "(|z| > 1.96), among the items with a z.")
                 c[2 * i + 1].metric(f"Null mean slope ({kind})", f"{s['null_mean_lo']:.2g} … {s['null_mean_hi']:.2g}",
                                     help=f"Range of the mean slope over the {s['k']} null vectors "
                                          f"(real vector: {s['mean_slope']:.3g}); null anti-steerable "

@@ -112,3 +112,22 @@ def executors() -> list[str]:
 
 def data_dir_of(spec: StudySpec) -> str:
     return str(Path(spec.data_dir).expanduser().absolute()) if spec.data_dir else ""
+
+
+def mean_ab_share(rows) -> tuple[str, str]:
+    """The overview's "mean share explained by A/B" (value, help): over the concepts where it is defined;
+    "undefined" with the reasons when it is defined for none (DESIGN.md: undefined is not zero)."""
+    defined = rows.share_ab.dropna()
+    what = "R² of the per-example slopes on 'positive answer is A'"
+    if defined.empty:
+        why = "; ".join(f"{r.dataset}: {r.share_why}" for r in rows.itertuples()) or "no concepts"
+        return "undefined", f"{what}, undefined for every concept ({why})."
+    return f"{defined.mean():.0%}", f"{what}, averaged over the {len(defined)} of {len(rows)} concepts where it is " \
+                                    "defined."
+
+
+def undefined_shares(rows) -> str | None:
+    """A caption naming each concept with an undefined share and why; None when every share is defined."""
+    notes = [f"{r.dataset}: {r.share_why}" for r in rows.itertuples() if r.share_why]
+    return ("Undefined (not zero): " + " · ".join(notes)) if notes else None
+

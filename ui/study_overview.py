@@ -77,11 +77,8 @@ def summary(study, model: str, rows) -> None:
     m[0].metric("Concepts", len(rows))
     m[1].metric("Median anti-steerable fraction", f"{rows.frac_anti.median():.0%}")
     m[2].metric("Concepts with ≥ 30% anti-steerable", int((rows.frac_anti >= 0.3).sum()))
-    m[3].metric(
-        "Mean share explained by A/B",
-        f"{rows.share_ab.mean():.0%}",
-        help="R² of the per-example slopes on 'positive answer is A', averaged over concepts.",
-    )
+    ab_share, ab_help = studies.mean_ab_share(rows)
+    m[3].metric("Mean share explained by A/B", ab_share, help=ab_help)
 
 
 def concept_links(study, model: str, pair: tuple[str, str], order: list[str]) -> None:

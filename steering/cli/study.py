@@ -48,7 +48,7 @@ def print_study(study: Study, out=None) -> None:
         print(f"\n{model} · layer {study.layer(model)} · {train}->{test} · sorted by median steerability", file=out)
         print(
             f"{'dataset':<48} {'n':>3} {'median':>7} {'mean':>7}  {'anti-steerable [95% CI]':<24} "
-            f"{'A/B':>6} {'Yes/No':>6} {'unexpl':>6}",
+            f"{'A/B':>9} {'Yes/No':>9} {'unexpl':>9}",
             file=out,
         )
         for r in g.sort_values("median_slope", ascending=False).itertuples():
@@ -56,9 +56,12 @@ def print_study(study: Study, out=None) -> None:
                   else "undefined")
             print(
                 f"{r.dataset[:48]:<48} {r.n:>3} {r.median_slope:>7.3f} {r.mean_slope:>7.3f}  {ci:<24} "
-                f"{_pct(r.share_ab)} {_pct(r.share_yes)} {_pct(r.share_unexplained)}",
+                f"{study_stats.share_text(r.share_ab, 9)} {study_stats.share_text(r.share_yes, 9)} "
+                f"{study_stats.share_text(r.share_unexplained, 9)}",
                 file=out,
             )
+            if r.share_why:
+                print(f"{'':<4}{r.share_why}", file=out)
     rho = study_stats.id_vs_ood(d)
     if not rho.empty:
         print(

@@ -33,9 +33,21 @@ def smollm2_tokenizer():
     return AutoTokenizer.from_pretrained(str(folder), gguf_file=entry.gguf_file)
 
 
-def tiny_random_model(seed: int = 0, n_layers: int = 4, hidden: int = 64) -> LoadedModel:
-    """A seeded random Llama (hidden 64, 4 layers, 4 heads, 2 kv heads) with SmolLM2's tokenizer."""
+def tiny_random_model(seed: int = 0, n_layers: int = 4, hidden: int = 64, dtype: str | None = None,
+                      device: str = "cpu") -> LoadedModel:
+    """A seeded random Llama (hidden 64, 4 layers, 4 heads, 2 kv heads) with SmolLM2's tokenizer.
+
+    ``dtype`` None: the device's default, as ``load_model`` picks it (float32 on CPU, bfloat16 on CUDA). The
+    weights are drawn in float32 and then cast, so every dtype and device holds the same model."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from steering.engine.devices import default_dtype
+    from steering.engine.models import DTYPES
+
+    dev = torch.device(device)
+    dtype = dtype or default_dtype(dev)
+    if dtype not in DTYPES:
+        raise ModelError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
 
     tok = smollm2_tokenizer()
     cfg = LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
@@ -46,4 +58,4 @@ def tiny_random_model(seed: int = 0, n_layers: int = 4, hidden: int = 64) -> Loa
     # Random init gives near-zero logits; scale the head so propensities are O(1) and slopes visible.
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(20)
-    return wrap_model(model, tok, TINY_MODEL, torch.device("cpu"))
+    return wrap_model(model.to(DTYPES[dtype]), tok, TINY_MODEL, dev)

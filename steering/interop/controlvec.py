@@ -195,16 +195,18 @@ def to_safetensors(path: str | Path, dest: str | Path) -> tuple[Path, Path]:
 def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "results", progress=None):
     """Evaluate imported vectors on a dataset's test split over the multiplier grid; store and return the run.
 
-    Nothing is trained: the vectors come from ``path``. The run's settings carry the file's sha256,
-    so it is stored beside (never instead of) a trained run of the same settings, and the dashboard
-    and ``load_run`` read it like any run.
+    Nothing is trained: the vectors come from ``path`` and are scored by the sweep's own evaluation
+    (``sweep.evaluate_given_vectors``: the run's variant, metric form, position and path). The run's
+    settings carry the file's sha256, so it is stored beside (never instead of) a trained run of the
+    same settings, and the dashboard and ``load_run`` read it like any run. The diagnostics need the
+    training pairs, which an imported vector does not have: they are not computed, so not in the key.
     """
-    from datetime import datetime, timezone
+    import time
+    from dataclasses import replace
 
-    from steering.core.config import settings_of
-    from steering.core.datasets import split_dataset
-    from steering.core.results import load_run, pairs_frame, result_frames
-    from steering.core.store import find_run, settings_key
+    from steering.core.config import DIAGNOSTIC_DEFAULTS, settings_of
+    from steering.core.results import load_run
+    from steering.core.store import find_run
     from steering.run import sweep as S
 
     vectors, info = read_vectors(path)
@@ -217,27 +219,19 @@ def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "resu
         if vectors[lay].numel() != lm.hidden_size:
             raise ControlVectorError(f"{path}: layer {lay} has {vectors[lay].numel()} values; "
                                      f"{lm.name} has hidden size {lm.hidden_size}")
-    cfg.layers, cfg.dataset = list(layers), cfg.dataset or dataset.name
+    cfg = replace(cfg, layers=list(layers), dataset=cfg.dataset or dataset.name, **DIAGNOSTIC_DEFAULTS)
     cfg.validate(lm.n_layers)
     settings = settings_of(cfg, dataset, list(layers))
     settings["imported_vectors_sha256"] = info["sha256"]
     existing = find_run(out, settings)
     if existing is not None:
         return load_run(existing, cached=True)
-    _, test_ex = split_dataset(dataset, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
-    test_pairs = S.encode_all(lm, test_ex, cfg.test_variant, dataset.name, cfg.system)
+    started = time.time()
     chosen = {lay: vectors[lay].to(lm.device, lm.dtype) for lay in layers}
-    key = settings_key(settings)
-    props = S.evaluate_grid(lm, test_pairs, chosen, list(layers), cfg, progress, None, key, None)
-    prop_df, steer_df = result_frames(cfg, dataset.name, lm.name, test_ex, test_pairs, list(layers), props)
-    frames = {"propensities.parquet": prop_df, "steerability.parquet": steer_df,
-              "train.parquet": pairs_frame([], []), "test.parquet": pairs_frame(test_ex, test_pairs)}
-    manifest = {"settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
-                "path": "fast" if S.use_fast(lm, cfg) else "reference", "imported_from": str(path),
-                "imported_format": info["format"], "imported_model": info["model"],
-                "n_layers_model": lm.n_layers, "hidden_size": lm.hidden_size, "dataset_path": dataset.path,
-                "device": str(lm.device), "dtype": str(lm.dtype)}
+    ev = S.evaluate_given_vectors(lm, cfg, dataset, chosen, list(layers), progress)
+    manifest = {**S.base_manifest(lm, cfg, dataset, settings), "seconds": round(time.time() - started, 2),
+                "imported_from": str(path), "imported_format": info["format"], "imported_model": info["model"]}
     known = {f.name for f in fields(VectorMeta)}
     meta = VectorMeta(**{k: v for k, v in (info.get("vector_meta") or {}).items() if k in known}) \
         if info.get("vector_meta") else VectorMeta(model=info["model"] or lm.name, layers=list(layers))
-    return S.store_run(out, S.RunOutputs(settings, cfg, frames, chosen, meta, manifest))
+    return S.store_run(out, S.RunOutputs(settings, cfg, ev.frames(cfg, dataset.name, lm.name), chosen, meta, manifest))

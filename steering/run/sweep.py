@@ -19,7 +19,7 @@ import torch
 
 from steering.core.config import SweepConfig, settings_of
 from steering.core.datasets import Dataset, Example, load_dataset, repeated_items, split_dataset
-from steering.core.prompts import EncodedPair
+from steering.core.prompts import EncodedPair, encode_example
 from steering.core.results import SweepResult, load_run, pairs_frame, result_frames
 from steering.core.store import Partial, RunWriter, find_run, settings_key
 from steering.core.swap import encode_for_metric
@@ -34,11 +34,25 @@ from steering.run.checks import check_prompt_lengths
 PhaseProgress = Callable[[str, int, int], None]
 
 
-def encode_all(lm: LoadedModel, examples: Sequence[Example], variant: str, ds_name: str, system: str,
-               metric: str = "logit_diff") -> list[EncodedPair]:
-    """Tokenised pairs; training always reads A/B letters, a test split may use the answer-text form."""
+ROLES = ("train", "test")
+
+
+def encode_all(lm: LoadedModel, examples: Sequence[Example], cfg: SweepConfig, ds_name: str,
+               role: str) -> list[EncodedPair]:
+    """Tokenised pairs as a run with settings ``cfg`` shows them (variant, system prompt, the metric's form).
+
+    ``role="train"``: the training variant with A/B letters, whatever the metric (a vector is read at the
+    answer letter); ``role="test"``: the test variant in the form ``cfg.metric`` scores (letter-free for
+    answer_text).
+    """
+    if role not in ROLES:
+        raise ValueError(f"encode_all: role must be one of {ROLES}, not {role!r}")  # a caller's bug
     try:
-        pairs = [encode_for_metric(lm.tokenizer, e, variant, ds_name, system, metric) for e in examples]
+        if role == "train":
+            pairs = [encode_example(lm.tokenizer, e, cfg.train_variant, ds_name, cfg.system) for e in examples]
+        else:
+            pairs = [encode_for_metric(lm.tokenizer, e, cfg.test_variant, ds_name, cfg.system, cfg.metric)
+                     for e in examples]
         check_prompt_lengths(lm, examples, pairs)  # before any forward pass: a huge item would exhaust memory
         return pairs
     except InputError as e:  # an item this encoding cannot take (a bug's ValueError is not the user's)
@@ -98,6 +112,65 @@ def evaluate_grid(lm: LoadedModel, pairs: Sequence[EncodedPair], vectors: dict[i
                 finished[number] = values
     return fast.grid(lm, cache, vectors, layers, cfg.multipliers, progress=_phase(progress, "grid"),
                      finished=finished, on_batch=partial.save_batch if partial is not None else None)
+
+
+@dataclass
+class EncodedSplit:
+    """A run's test items and their prompts as the run's settings show them."""
+
+    examples: list[Example]
+    pairs: list[EncodedPair]
+
+
+def encode_test_split(lm: LoadedModel, cfg: SweepConfig, ds: Dataset) -> EncodedSplit:
+    """The test split of ``cfg`` (sizes, seed, balance), encoded for its test variant and metric."""
+    _, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+    return EncodedSplit(list(test_ex), encode_all(lm, test_ex, cfg, ds.name, "test"))
+
+
+@dataclass
+class Evaluation:
+    """Given vectors evaluated on a run's test split: propensities [example, layer, multiplier]."""
+
+    split: EncodedSplit
+    layers: list[int]
+    props: np.ndarray
+
+    def frames(self, cfg: SweepConfig, ds_name: str, model_name: str, train_ex: Sequence[Example] = (),
+               train_pairs: Sequence[EncodedPair] = ()) -> dict[str, pd.DataFrame]:
+        """The tables a run stores (file name -> table)."""
+        prop_df, steer_df = result_frames(cfg, ds_name, model_name, self.split.examples, self.split.pairs,
+                                          self.layers, self.props)
+        return {"propensities.parquet": prop_df, "steerability.parquet": steer_df,
+                "train.parquet": pairs_frame(train_ex, train_pairs),
+                "test.parquet": pairs_frame(self.split.examples, self.split.pairs)}
+
+
+def evaluate_given_vectors(lm: LoadedModel, cfg: SweepConfig, ds: Dataset, vectors: dict[int, torch.Tensor],
+                           layers: Sequence[int] | None = None, progress: PhaseProgress | None = None,
+                           caches: fast.CacheStore | None = None, cache_key: str | None = None,
+                           partial: Partial | None = None, split: EncodedSplit | None = None) -> Evaluation:
+    """The one evaluation of a run: ``vectors`` on the run's test split, with the run's settings.
+
+    The sweep, an imported vector and entanglement all score through here, so the variant, the metric's
+    prompt form, the position, the multipliers and the path (fast or reference) are the run's.
+    ``layers`` default to the vectors' layers; ``split`` is the already encoded ``encode_test_split(lm,
+    cfg, ds)`` when a caller has it (the sweep checks prompt lengths before training; entanglement scores
+    several vectors on one split).
+    """
+    layers = list(layers) if layers is not None else sorted(vectors)
+    split = split if split is not None else encode_test_split(lm, cfg, ds)
+    props = evaluate_grid(lm, split.pairs, vectors, layers, cfg, progress, caches, cache_key, partial)
+    return Evaluation(split, layers, props)
+
+
+def base_manifest(lm: LoadedModel, cfg: SweepConfig, ds: Dataset, settings: dict) -> dict:
+    """The manifest fields every stored run has, trained or imported."""
+    return {"settings": settings, "key": settings_key(settings), "created": datetime.now(timezone.utc).isoformat(),
+            "path": "fast" if use_fast(lm, cfg) else "reference", "n_layers_model": lm.n_layers,
+            "hidden_size": lm.hidden_size, "dataset_path": ds.path, "versions": _versions(),
+            "device": str(lm.device), "dtype": str(lm.dtype),
+            **({"path_note": lm.fast_note} if lm.fast_note else {})}
 
 
 def _versions() -> dict:
@@ -176,9 +249,9 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
     cfg.validate(lm.n_layers)
     settings = settings_of(cfg, ds, layers)
     key = settings_key(settings)
-    train_ex, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
-    train_pairs = encode_all(lm, train_ex, cfg.train_variant, ds.name, cfg.system)
-    test_pairs = encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system, cfg.metric)
+    train_ex, _ = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+    train_pairs = encode_all(lm, train_ex, cfg, ds.name, "train")
+    test = encode_test_split(lm, cfg, ds)  # before training: a bad test item fails before any forward pass
     started = time.time()
     partial = Partial(out, settings) if out is not None else None  # what an interrupted run already finished
     reused, keep = False, {}
@@ -198,37 +271,31 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
             partial.dir.mkdir(parents=True, exist_ok=True)
             save_vectors(partial.vectors_path, vectors, VectorMeta(model=lm.name, layers=layers))
             partial.checkpoint()
-    props = evaluate_grid(lm, test_pairs, vectors, layers, cfg, progress, caches, key, partial)
-    prop_df, steer_df = result_frames(cfg, ds.name, lm.name, test_ex, test_pairs, layers, props)
-    frames = {"propensities.parquet": prop_df, "steerability.parquet": steer_df,
-              "train.parquet": pairs_frame(train_ex, train_pairs), "test.parquet": pairs_frame(test_ex, test_pairs)}
+    ev = evaluate_given_vectors(lm, cfg, ds, vectors, layers, progress, caches, key, partial, split=test)
+    frames = ev.frames(cfg, ds.name, lm.name, train_ex, train_pairs)
     diag = None
     if cfg.diagnostics:
         from steering.run.diagnostics import (
             compute as diagnostics,  # an analysis above the run; imported only when asked for
         )
 
-        diag = diagnostics.compute(lm, cfg, ds.name, layers, vectors, props, test_ex, test_pairs, train_pairs,
-                                   keep.get("diffs"), caches.get(key) if use_fast(lm, cfg) else None,
+        diag = diagnostics.compute(lm, cfg, ds.name, layers, vectors, ev.props, test.examples, test.pairs,
+                                   train_pairs, keep.get("diffs"), caches.get(key) if use_fast(lm, cfg) else None,
                                    use_fast(lm, cfg), progress, diagnostics.Stages(partial.dir if partial else None))
         for name, values in diag.columns.items():
-            steer_df[name] = values
+            frames["steerability.parquet"][name] = values
         frames.update(diag.frames)
     elapsed = time.time() - started
     manifest = {
-        "settings": settings, "key": key, "created": datetime.now(timezone.utc).isoformat(),
-        "path": "fast" if use_fast(lm, cfg) else "reference",
+        **base_manifest(lm, cfg, ds, settings),
         # the total includes earlier, interrupted attempts of the same run (resume)
         "seconds": round((partial.prior_seconds if partial is not None else 0.0) + elapsed, 2),
         "seconds_this_attempt": round(elapsed, 2),
-        "n_layers_model": lm.n_layers, "hidden_size": lm.hidden_size, "dataset_path": ds.path,
-        "versions": _versions(), "device": str(lm.device), "dtype": str(lm.dtype),
         # An unbalanced training split leaves the letter (A minus B) in the vector: worth seeing.
         "train_frac_pos_is_A": float(np.mean([e.pos_is_A for e in train_ex])),
         "vectors_reused": reused, "train_key": train_key(cfg, ds, lm.name),
         # The same item text in both splits (a file with duplicates): named so that readers can warn.
-        "test_items_in_train": repeated_items(train_ex, test_ex),
-        **({"path_note": lm.fast_note} if lm.fast_note else {}),
+        "test_items_in_train": repeated_items(train_ex, test.examples),
     }
     if diag is not None:
         manifest["diagnostics"] = diag.summary

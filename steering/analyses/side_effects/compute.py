@@ -66,9 +66,9 @@ def capability(lm: LoadedModel, mc: Dataset, n: int, vectors, layers, cfg,
     """(accuracy, mean P(correct) over the two options), each [layer, multiplier], steering as the run does."""
     from steering.run.sweep import encode_all, evaluate_grid  # analyses sit above the sweep
 
-    pairs = encode_all(lm, mc.examples[:n], "BASE", mc.name, cfg.system)
-    lp = evaluate_grid(lm, pairs, vectors, layers, replace(cfg, metric="logprob_diff"),
-                       progress=_rename(progress, "mc"))
+    mc_cfg = replace(cfg, test_variant="BASE", metric="logprob_diff")  # the letter is the answer: A/B prompts
+    pairs = encode_all(lm, mc.examples[:n], mc_cfg, mc.name, "test")
+    lp = evaluate_grid(lm, pairs, vectors, layers, mc_cfg, progress=_rename(progress, "mc"))
     return (lp > 0).mean(0), (1 / (1 + np.exp(-lp))).mean(0)
 
 
@@ -93,9 +93,9 @@ def validation_propensities(lm: LoadedModel, ds: Dataset, cfg, layers, val_frac:
     from steering.run.sweep import encode_all, evaluate_grid, train_vectors
 
     fit, val = validation_split(ds, cfg, val_frac)
-    fit_pairs = encode_all(lm, fit, cfg.train_variant, ds.name, cfg.system)
+    fit_pairs = encode_all(lm, fit, cfg, ds.name, "train")
     held_out = train_vectors(lm, fit_pairs, cfg, progress=_rename(progress, "val"))
-    pairs = encode_all(lm, val, cfg.test_variant, ds.name, cfg.system, cfg.metric)
+    pairs = encode_all(lm, val, cfg, ds.name, "test")
     vectors = {l: held_out[l] for l in layers}
     return evaluate_grid(lm, pairs, vectors, layers, cfg, progress=_rename(progress, "val")), len(fit)
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from steering.core.config import SweepConfig, check_multipliers
-from steering.core.datasets import load_dataset, split_dataset
+from steering.core.datasets import Dataset, load_dataset
 from steering.core.store import settings_key
 from steering.engine.models import LoadedModel
 from steering.errors import SweepError
@@ -29,26 +29,27 @@ from steering.errors import SweepError
 PhaseProgress = Callable[[str, int, int], None]
 
 
-def shift_matrix(lm: LoadedModel, vectors: Sequence, pair_sets: Sequence[Sequence], layer: int,
-                 multiplier: float, cfg: SweepConfig, progress: Callable[[int, int], None] | None = None
-                 ) -> np.ndarray:
-    """shift[x, y]: mean propensity change of set y's items under vector x at ``multiplier``.
+def shift_matrix(lm: LoadedModel, vectors: Sequence, runs: Sequence[tuple[SweepConfig, Dataset]], layer: int,
+                 multiplier: float, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """shift[x, y]: mean propensity change of run y's test items under vector x at ``multiplier``.
 
-    On the fast path each set's prompts are encoded once and serve every vector.
+    Each ``runs[y]`` is (its settings, its dataset); its test split is encoded once, as that run shows it
+    (variant, the metric's form), and scored by the sweep's own evaluation for every vector. On the fast
+    path the split's prompt states are built once and serve every vector.
     """
-    from steering.engine import fast
-    from steering.run.sweep import evaluate_grid, use_fast
+    from steering.engine.cache_store import CacheStore
+    from steering.run.sweep import encode_test_split, evaluate_given_vectors
 
-    cfg = replace(cfg, multipliers=[0.0, multiplier])
-    out = np.zeros((len(vectors), len(pair_sets)))
-    for y, pairs in enumerate(pair_sets):
-        cache = fast.build_cache(lm, pairs, cfg.position, cfg.metric) if use_fast(lm, cfg) else None
+    out = np.zeros((len(vectors), len(runs)))
+    for y, (cfg, ds) in enumerate(runs):
+        cfg = replace(cfg, layers=[layer], multipliers=[0.0, multiplier])
+        split, caches = encode_test_split(lm, cfg, ds), CacheStore()  # one concept's prompt states at a time
         for x, v in enumerate(vectors):
-            p = fast.grid(lm, cache, {layer: v}, [layer], cfg.multipliers) if cache is not None \
-                else evaluate_grid(lm, pairs, {layer: v}, [layer], cfg)
+            p = evaluate_given_vectors(lm, cfg, ds, {layer: v}, [layer], caches=caches, cache_key="test",
+                                       split=split).props
             out[x, y] = float((p[:, 0, 1] - p[:, 0, 0]).mean())
         if progress:
-            progress(y + 1, len(pair_sets))
+            progress(y + 1, len(runs))
     return out
 
 
@@ -73,7 +74,7 @@ def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: Swe
 
     Stored under ``<out>/entanglement/<key>.parquet`` and served from there when the settings recur.
     """
-    from steering.run.sweep import encode_all, run_sweep
+    from steering.run.sweep import run_sweep
 
     if len(datasets) < 2:
         raise SweepError("entanglement needs at least two concepts, e.g. --datasets A,B")
@@ -90,20 +91,19 @@ def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: Swe
     path = Path(out) / "entanglement" / f"{key}.parquet"
     if path.exists():
         return pd.read_parquet(path)
-    vectors, pair_sets = [], []
+    vectors, runs = [], []
     for i, ds in enumerate(loaded):
         if progress:
             progress("train", i, len(loaded))
         cfg = replace(base, dataset=ds.name, layers=[layer])
         result = run_sweep(cfg, lm=lm, out=out, dataset=ds)
         vectors.append(result.vectors[layer].to(lm.device, lm.dtype))
-        _, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
-        pair_sets.append(encode_all(lm, test_ex, cfg.test_variant, ds.name, cfg.system))
+        runs.append((cfg, ds))
     if progress:
         progress("train", len(loaded), len(loaded))
-        progress("cross", 0, len(pair_sets))
+        progress("cross", 0, len(runs))
     step = (lambda done, total: progress("cross", done, total)) if progress else None
-    shift = shift_matrix(lm, vectors, pair_sets, layer, multiplier, base, step)
+    shift = shift_matrix(lm, vectors, runs, layer, multiplier, step)
     df = frame([d.name for d in loaded], shift).assign(layer=layer, multiplier=multiplier, model=lm.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

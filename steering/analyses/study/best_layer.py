@@ -4,6 +4,7 @@ training split. The test split is never encoded or evaluated here (tests poison 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -36,8 +37,9 @@ def validation_slopes(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, layers: Se
     fit_ex, val_ex = fit_validation_split(train_ex, cfg.seed)
     if not val_ex:
         val_ex = fit_ex  # a one-item training split: nothing to hold out
-    fit_pairs = encode_all(lm, fit_ex, cfg.train_variant, ds.name, cfg.system)
-    val_pairs = encode_all(lm, val_ex, cfg.train_variant, ds.name, cfg.system)
+    fit_pairs = encode_all(lm, fit_ex, cfg, ds.name, "train")
+    # Scored as the run scores its test split (the metric's form), on the training variant: in distribution.
+    val_pairs = encode_all(lm, val_ex, replace(cfg, test_variant=cfg.train_variant), ds.name, "test")
     vectors = train_vectors(lm, fit_pairs, cfg)
     props = evaluate_grid(lm, val_pairs, vectors, list(layers), cfg)  # [example, layer, multiplier]
     mults = np.asarray(cfg.multipliers, dtype=float)

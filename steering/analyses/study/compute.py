@@ -67,8 +67,11 @@ def load_study(out: str | Path, name: str) -> Study:
         known = ", ".join(s["name"] for s in list_studies(out)) or "none yet"
         raise SweepError(f"no stored study '{name}' under {studies_root(out)} (stored: {known})")
     meta = jsonfile.read(path / "study.json", SweepError)
-    return Study(path, _stored_spec(path, meta), meta, pd.read_parquet(path / "datasets.parquet"),
-                 pd.read_parquet(path / "examples.parquet"))
+    spec = _stored_spec(path, meta)
+    datasets, examples = pd.read_parquet(path / "datasets.parquet"), pd.read_parquet(path / "examples.parquet")
+    if "share_why" not in datasets:  # stored when an undefined share read 1.0 or 0: recompute from the examples
+        datasets = study_stats.dataset_rows(examples, seed=spec.seed)
+    return Study(path, spec, meta, datasets, examples)
 
 
 def _stored_spec(path: Path, meta: dict) -> StudySpec:

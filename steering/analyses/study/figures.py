@@ -111,6 +111,10 @@ def spurious_bars(rows: pd.DataFrame) -> go.Figure:
             for col, label, color in SHARES
         ]
     )
+    for name, why in r.share_why.items() if "share_why" in r else ():
+        if why and not np.isfinite(r.share_unexplained[name]):  # nothing drawn: say why instead of an empty row
+            fig.add_annotation(x=0.01, y=name, text=f"undefined ({why})", showarrow=False, xanchor="left",
+                               font=dict(size=11, color="#555"))
     fig.update_layout(
         barmode="stack",
         height=max(320, 30 * len(order) + 110),

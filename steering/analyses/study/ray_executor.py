@@ -59,7 +59,7 @@ class ModelWorker:
         reused = key in self.trained
         if not reused:
             train_ex, _ = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
-            pairs = sweep.encode_all(self.lm, train_ex, cfg.train_variant, ds.name, cfg.system)
+            pairs = sweep.encode_all(self.lm, train_ex, cfg, ds.name, "train")
             self.trained[key], _ = sweep.trained_vectors(self.lm, ds, cfg, train_ex, pairs, out=None)
         outputs = sweep.compute_run(cfg, self.lm, ds, out=None, vectors=self.trained[key])
         outputs.manifest["vectors_reused"] = reused

@@ -24,30 +24,71 @@ def _factor(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values.astype("Float64"), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def spurious_shares(slopes, pos_is_A, pos_is_yes) -> tuple[float, float, float]:
-    """(share_ab, share_yes, share_unexplained) of the slopes' variance, as the paper does it:
-    R² on pos_is_A; the R² that pos_is_yes adds on top; the rest. A factor that does not vary adds 0."""
+def _varies(factor: np.ndarray) -> bool:
+    """A factor can explain variance: known for every item and not the same for all."""
+    return bool(len(factor)) and bool(np.isfinite(factor).all()) and factor.std() > 0
+
+
+def _why_constant(factor: np.ndarray, name: str, same: str) -> str:
+    if not np.isfinite(factor).any():
+        return f"no item has a {name} answer"
+    if not np.isfinite(factor).all():
+        return f"not every item has a {name} answer"
+    return same
+
+
+def spurious_shares(slopes, pos_is_A, pos_is_yes) -> tuple[float, float, float, str]:
+    """(share_ab, share_yes, share_unexplained, why) of the slopes' variance, as the paper does it:
+    R² on pos_is_A; the R² that pos_is_yes adds on top; the rest.
+
+    Undefined is not zero (DESIGN.md): a share whose factor does not vary (or is missing for some items) is
+    NaN, and all three are NaN when the slopes do not vary or there are fewer than three items (the rest is
+    undefined too when no factor varies). ``why`` says which are undefined and why ("" when all are defined).
+    """
     y = np.asarray(slopes, dtype=float)
     a, yes = np.asarray(pos_is_A, dtype=float), np.asarray(pos_is_yes, dtype=float)
-    r2_a = metrics.r_squared(y, [a]) or 0.0
-    r2_both = metrics.r_squared(y, [a, yes]) or 0.0
-    r2_both = max(r2_both, r2_a)  # nested least squares: adding a column never lowers R² (guards round-off)
-    return r2_a, r2_both - r2_a, 1.0 - r2_both
+    nan = float("nan")
+    if len(y) < 3:
+        return nan, nan, nan, f"shares undefined: {len(y)} item(s), at least 3 needed"
+    if not y.var() > 0:
+        return nan, nan, nan, "shares undefined: the slopes do not vary"
+    a_ok, yes_ok = _varies(a), _varies(yes)
+    why = []
+    if not a_ok:
+        why.append("A/B share undefined: " + _why_constant(a, "letter", "every positive answer has the same letter"))
+    if not yes_ok:
+        why.append("Yes/No share undefined: " + _why_constant(yes, "Yes/No", "every positive answer is the same "
+                                                                              "Yes/No"))
+    if not (a_ok or yes_ok):
+        return nan, nan, nan, "; ".join(why + ["no factor varies, so the unexplained rest is undefined too"])
+    r2_a = metrics.r_squared(y, [a]) if a_ok else 0.0
+    r2_both = metrics.r_squared(y, [f for f, ok in ((a, a_ok), (yes, yes_ok)) if ok])
+    added = r2_both - r2_a
+    if added < -1e-9:  # nested least squares: adding a column never lowers R²; more than round-off is a bug
+        raise ArithmeticError(f"R² fell from {r2_a} to {r2_both} when pos_is_yes was added")
+    return (r2_a if a_ok else nan), (max(added, 0.0) if yes_ok else nan), 1.0 - r2_both, "; ".join(why)
 
 
 def dataset_rows(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """A row per model x dataset x variant pair x layer from the per-example rows."""
+    """A row per model x dataset x variant pair x layer from the per-example rows.
+
+    ``share_why`` says which spurious shares are undefined (NaN) and why; "" when all are defined."""
     rows = []
     for key, g in examples.groupby(CELL, sort=False):
         s = g.slope.to_numpy(dtype=float)
         a, yes = _factor(g.pos_is_A), _factor(g.pos_is_yes)
         f = metrics.dataset_figures(s, seed=seed)
-        ab, y, rest = spurious_shares(s, a, yes)
+        ab, y, rest, why = spurious_shares(s, a, yes)
         rows.append({**dict(zip(CELL, key)), "n": f.n, "mean_slope": f.mean_slope, "median_slope": f.median_slope,
                      "frac_anti": f.frac_anti, "frac_anti_lo": f.frac_anti_lo, "frac_anti_hi": f.frac_anti_hi,
                      "var_slope": f.var_slope, "share_ab": ab, "share_yes": y, "share_unexplained": rest,
-                     "mean_baseline": float(g.baseline.mean())})
+                     "share_why": why, "mean_baseline": float(g.baseline.mean())})
     return pd.DataFrame(rows)
+
+
+def share_text(value: float, width: int = 0) -> str:
+    """A share as a percentage, or "undefined" (its reason is in the row's ``share_why``)."""
+    return f"{value:{width}.1%}" if np.isfinite(value) else f"{'undefined':>{width}}"
 
 
 def spearman(x, y) -> float:

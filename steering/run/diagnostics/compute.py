@@ -293,7 +293,8 @@ def summary_lines(summary: dict) -> list[str]:
                 lines.append(f"layer {layer} null {kind:<8} K={s['k']}: null mean slope {s['null_mean_lo']:+.3f} to "
                              f"{s['null_mean_hi']:+.3f} (real {s['mean_slope']:+.3f}), null anti-steerable "
                              f"{s['null_anti_lo']:.0%}-{s['null_anti_hi']:.0%} (real {s['frac_anti']:.0%}), "
-                             f"{s['frac_beyond']:.0%} of items steered beyond the 95% null band, "
+                             f"{stats.frac_beyond_text(s)} of items steered beyond the 95% null band "
+                             f"(|z| > {stats.Z95:.2f}), "
                              f"median z {s['median_z']:+.2f}")
         s = d.get("swap")
         if s:

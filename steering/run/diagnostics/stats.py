@@ -18,9 +18,37 @@ def null_z(slopes: np.ndarray, null_slopes: np.ndarray) -> np.ndarray:
         return (np.asarray(slopes, dtype=float) - mu) / sd
 
 
+def beyond_null_band(z) -> np.ndarray:
+    """The one definition of "beyond the null band": the slope lies outside its 95% null band on either side,
+    |z| > Z95. A z that is not finite (no band: NaN, or ±inf when the null slopes do not vary) is never beyond
+    (nor inside)."""
+    z = np.asarray(z, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(z) & (np.abs(z) > Z95)
+
+
+def inside_null_band(z) -> np.ndarray:
+    """A known z that is not beyond the band: |z| <= Z95 (a NaN z is neither inside nor beyond)."""
+    z = np.asarray(z, dtype=float)
+    return np.isfinite(z) & ~beyond_null_band(z)
+
+
+def frac_beyond(z) -> float:
+    """Share of the items with a known z that lie beyond their null band; NaN when no item has one."""
+    z = np.asarray(z, dtype=float)
+    known = np.isfinite(z)
+    return float(beyond_null_band(z[known]).mean()) if known.any() else float("nan")
+
+
+def frac_beyond_text(summary: dict) -> str:
+    """A null summary's beyond-the-band share for display; "undefined (why)" when no item has a z."""
+    v = summary.get("frac_beyond", float("nan"))
+    return f"{v:.0%}" if np.isfinite(v) else "undefined (no item's null slopes vary, so no item has a z)"
+
+
 def null_summary(slopes: np.ndarray, null_slopes: np.ndarray) -> dict:
     """Null distributions (over the K null vectors) of the mean slope and the anti-steerable fraction,
-    and the fraction of items steered beyond their 95% null band (z > 1.96)."""
+    and the share of items steered beyond their 95% null band (``beyond_null_band``; over items with a z)."""
     means = null_slopes.mean(0)  # [K]
     antis = anti_steerable(null_slopes).mean(0)
     z = null_z(slopes, null_slopes)
@@ -29,8 +57,8 @@ def null_summary(slopes: np.ndarray, null_slopes: np.ndarray) -> dict:
             "null_mean_slopes": means.tolist(), "null_frac_anti": antis.tolist(),
             "null_mean_lo": float(np.quantile(means, 0.025)), "null_mean_hi": float(np.quantile(means, 0.975)),
             "null_anti_lo": float(np.quantile(antis, 0.025)), "null_anti_hi": float(np.quantile(antis, 0.975)),
-            "frac_beyond": float(np.mean(z > Z95)), "median_z": float(np.nanmedian(z)) if np.isfinite(z).any() else
-            float("nan")}
+            "frac_beyond": frac_beyond(z), "n_z": int(np.isfinite(z).sum()),
+            "median_z": float(np.nanmedian(z)) if np.isfinite(z).any() else float("nan")}
 
 
 def letter_driven(slopes: np.ndarray, swapped: np.ndarray) -> np.ndarray:
@@ -77,17 +105,24 @@ def directional_agreement(differences: np.ndarray) -> float:
 
 def verdict(slope: float, swapped: float | None = None, z_random: float | None = None,
             z_shuffled: float | None = None) -> str:
-    """One line on why an example moves as it does, from its diagnostics (any may be missing)."""
+    """One line on why an example moves as it does, from its diagnostics (any may be missing or NaN).
+
+    "Beyond the null band" is said only of a known z (``beyond_null_band``)."""
     ok = lambda v: v is not None and np.isfinite(v)  # noqa: E731
+    inside = lambda z: ok(z) and bool(inside_null_band(z))  # noqa: E731
+    beyond = lambda z: ok(z) and bool(beyond_null_band(z))  # noqa: E731
     if ok(swapped) and bool(letter_driven(np.array([slope]), np.array([swapped]))[0]):
         return "letter-driven: its slope flips sign when the options are swapped"
-    if ok(z_random) and abs(z_random) < Z95:
+    if inside(z_random):
         return "no better than a random direction: its slope lies inside the 95% band of random vectors' slopes"
     if ok(swapped) and slope <= 0 and swapped <= 0:
         return "anti-steerable in both letter orders: the vector pushes this content the wrong way"
     if ok(swapped) and slope > 0 and swapped > 0:
         return "content-steered: steerable in both letter orders" + (
-            ", and beyond the random-direction band" if ok(z_random) else "")
-    if ok(z_shuffled) and abs(z_shuffled) < Z95:
+            ", and beyond the random-direction band" if beyond(z_random) else "")
+    if inside(z_shuffled):
         return "no better than a label-shuffled vector: the concept's labels add nothing for this item"
-    return "steerable beyond the null band" if slope > 0 else "anti-steerable beyond the null band"
+    what = "steerable" if slope > 0 else "anti-steerable"
+    if beyond(z_random) or beyond(z_shuffled):
+        return f"{what} beyond the null band"
+    return f"{what}; no null band to compare with (no null baselines, or their slopes do not vary)"
