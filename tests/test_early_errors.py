@@ -88,7 +88,7 @@ def _grpc_like(conn):
 
 
 @pytest.mark.parametrize("handler, why", [(_silent, "did not answer within 1 s"), (_http, "not as a Ray"),
-                                          (lambda c: c.close(), "closed the connection")])
+                                          (lambda c: c.close(), "closed the connection|reset by peer")])
 def test_a_port_that_answers_but_is_not_ray_fails_in_seconds(handler, why):
     import time
 
@@ -99,7 +99,9 @@ def test_a_port_that_answers_but_is_not_ray_fails_in_seconds(handler, why):
         t0 = time.time()
         with pytest.raises(SweepError) as e:
             check_reachable(address, timeout=1.0)
-        assert time.time() - t0 < 3 and why in str(e.value) and "\n" not in str(e.value)
+        import re
+
+        assert time.time() - t0 < 3 and re.search(why, str(e.value)) and "\n" not in str(e.value)
     finally:
         srv.close()
 
