@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from steering.core.vectors import VectorMeta, load_vectors, save_vectors
+from steering.core.files import publish, refuse_existing
+from steering.core.vectors import VectorMeta, load_vectors, meta_from_json, save_vectors, vector_paths
 from steering.errors import ControlVectorError  # noqa: F401 - re-exported
 
 __all__ = ["ARCH", "ControlVectorError", "export_gguf", "read_vectors", "write_gguf", "evaluate_vectors"]
@@ -46,10 +47,10 @@ CONVENTION = ("direction.N is added to the output of decoder block N (0-based), 
 
 
 def write_gguf(dest: str | Path, vectors: dict[int, torch.Tensor], meta: VectorMeta | None = None,
-               settings: dict | None = None) -> Path:
-    """Write vectors as a llama.cpp control vector (float32 ``direction.N`` tensors)."""
-    from gguf import GGUFWriter
+               settings: dict | None = None, force: bool = False) -> Path:
+    """Write vectors as a llama.cpp control vector (float32 ``direction.N`` tensors).
 
+    An existing ``dest`` is refused (``StoreError``) unless ``force``."""
     dest = Path(dest)
     if 0 in vectors:
         raise ControlVectorError("layer 0 cannot be exported: llama.cpp never adds a control vector to block 0's "
@@ -60,9 +61,15 @@ def write_gguf(dest: str | Path, vectors: dict[int, torch.Tensor], meta: VectorM
     sizes = {int(vectors[lay].numel()) for lay in layers}
     if len(sizes) != 1:
         raise ControlVectorError(f"vectors of different sizes {sorted(sizes)}; a control vector has one n_embd")
+    refuse_existing([dest], force)
+    return publish(dest, lambda tmp: _write_gguf_file(tmp, vectors, layers, meta, settings), force)
+
+
+def _write_gguf_file(tmp: Path, vectors: dict[int, torch.Tensor], layers: list[int], meta: VectorMeta | None,
+                     settings: dict | None) -> None:
+    from gguf import GGUFWriter
+
     model = meta.model if meta else ""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
     writer = GGUFWriter(str(tmp), arch=ARCH)
     try:
         writer.add_string(f"{ARCH}.model_hint", model)
@@ -82,8 +89,6 @@ def write_gguf(dest: str | Path, vectors: dict[int, torch.Tensor], meta: VectorM
         writer.write_tensors_to_file()
     finally:
         writer.close()
-    tmp.replace(dest)
-    return dest
 
 
 def _run_parts(run_dir: Path) -> tuple[dict[int, torch.Tensor], VectorMeta | None, dict | None]:
@@ -92,11 +97,19 @@ def _run_parts(run_dir: Path) -> tuple[dict[int, torch.Tensor], VectorMeta | Non
         raise ControlVectorError(f"{run_dir}: no vectors.safetensors (is it a run directory?)")
     vectors, meta = load_vectors(vec_path)
     manifest_path = run_dir / "manifest.json"
-    settings = json.loads(manifest_path.read_text()).get("settings") if manifest_path.is_file() else None
+    settings = None
+    if manifest_path.is_file():
+        try:
+            settings = json.loads(manifest_path.read_text()).get("settings")
+        except (ValueError, AttributeError, RecursionError):
+            raise ControlVectorError(f"{manifest_path}: not a readable run manifest") from None
+        if not isinstance(settings, dict):
+            raise ControlVectorError(f"{manifest_path}: the run manifest has no settings")
     return vectors, meta, settings
 
 
-def export_gguf(run_dir: str | Path, dest: str | Path, layers: list[int] | None = None) -> tuple[Path, list[int]]:
+def export_gguf(run_dir: str | Path, dest: str | Path, layers: list[int] | None = None,
+                force: bool = False) -> tuple[Path, list[int]]:
     """A run's vectors as a control vector file; layer 0 is left out (llama.cpp cannot steer it)."""
     vectors, meta, settings = _run_parts(Path(run_dir))
     chosen = sorted(vectors) if layers is None else layers
@@ -104,7 +117,7 @@ def export_gguf(run_dir: str | Path, dest: str | Path, layers: list[int] | None 
     if missing:
         raise ControlVectorError(f"{run_dir}: no vector for layer(s) {missing}; it has {sorted(vectors)}")
     chosen = [lay for lay in chosen if lay != 0] if layers is None else chosen
-    return write_gguf(dest, {lay: vectors[lay] for lay in chosen}, meta, settings), chosen
+    return write_gguf(dest, {lay: vectors[lay] for lay in chosen}, meta, settings, force), chosen
 
 
 def _field(reader, key: str) -> Any:
@@ -125,6 +138,8 @@ def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
     if path.suffix.lower() == ".safetensors":
         try:
             vectors, meta = load_vectors(path)
+        except ControlVectorError:
+            raise
         except (ValueError, OSError) as e:
             raise ControlVectorError(f"{path}: {e}") from None
         info = {"format": "safetensors", "model": meta.model if meta else "", "layers": sorted(vectors),
@@ -136,8 +151,8 @@ def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
 
     try:
         reader = GGUFReader(str(path))
-    except (ValueError, OSError) as e:
-        raise ControlVectorError(f"{path}: not a readable GGUF file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - garbage or a truncated file raises many kinds: not a GGUF file
+        raise ControlVectorError(f"{path}: not a readable GGUF file ({type(e).__name__})") from None
     arch = _field(reader, "general.architecture")
     if arch != ARCH:
         raise ControlVectorError(f"{path}: general.architecture is {arch!r}, not a control vector ({ARCH!r})")
@@ -152,21 +167,39 @@ def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
     if not vectors:
         raise ControlVectorError(f"{path}: no direction tensors")
     meta_json, settings_json = _field(reader, "steering.vector_meta"), _field(reader, "steering.settings")
-    info = {"format": "gguf", "model": _field(reader, "steering.model") or _field(reader, f"{ARCH}.model_hint") or "",
+    model = _field(reader, "steering.model") or _field(reader, f"{ARCH}.model_hint") or ""
+    info = {"format": "gguf", "model": model if isinstance(model, str) else "",
             "layers": sorted(vectors), "layer_count": _field(reader, f"{ARCH}.layer_count"),
-            "vector_meta": json.loads(meta_json) if meta_json else None,
-            "settings": json.loads(settings_json) if settings_json else None, "sha256": sha}
+            "vector_meta": asdict(_json_field(path, meta_json, "steering.vector_meta", meta_from_json))
+            if meta_json else None,
+            "settings": _json_field(path, settings_json, "steering.settings") if settings_json else None,
+            "sha256": sha}
     return vectors, info
 
 
-def to_safetensors(path: str | Path, dest: str | Path) -> tuple[Path, Path]:
-    """Convert a control vector (or vector file) into this project's safetensors + JSON sidecar."""
+def _json_field(path: Path, text, key: str, parse=None):
+    """A JSON object recorded in the file (``parse`` checks its types); anything else is one line."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise ControlVectorError(f"{path}: {key} is not a JSON object")
+    return parse(value, f"{path} ({key})") if parse else value
+
+
+def to_safetensors(path: str | Path, dest: str | Path, force: bool = False) -> tuple[Path, Path]:
+    """Convert a control vector (or vector file) into this project's safetensors + JSON sidecar.
+
+    Refused when the destination's vector and sidecar paths coincide, or when either exists (unless
+    ``force``): an import never replaces a file it did not create."""
+    vector_paths(dest)  # a bad destination is refused before any work
     vectors, info = read_vectors(path)
     known = {f.name for f in fields(VectorMeta)}
     meta = VectorMeta(**{k: v for k, v in (info.get("vector_meta") or {}).items() if k in known}) \
         if info.get("vector_meta") else VectorMeta(model=info["model"], layers=info["layers"])
     meta.hidden_size = meta.hidden_size or int(next(iter(vectors.values())).numel())
-    return save_vectors(dest, vectors, meta)
+    return save_vectors(dest, vectors, meta, overwrite=force)
 
 
 def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "results", progress=None):
