@@ -140,6 +140,10 @@ def run(args) -> int:
         bar.close()
         print("interrupted: finished cells are stored; run the same command again to resume", file=sys.stderr)
         return 130
+    except BaseException:
+        if bar.width:  # an error line must not continue the progress line
+            bar.close()
+        raise
     bar.close()
     print_study(study)
     return 0

@@ -96,13 +96,20 @@ def read_or_quarantine(root: str | Path, path: str | Path, reader: Callable[[Pat
         return None
 
 
-def require_columns(df, columns: Iterable[str], name: str, rows: int | None = None) -> None:
-    """Raise ``Damaged`` unless the table has these columns (and, when given, this many rows)."""
+def require_columns(df, columns: Iterable[str], name: str, rows: int | None = None,
+                    numeric: Iterable[str] = ()) -> None:
+    """Raise ``Damaged`` unless the table has these columns (and, when given, this many rows, and numbers in
+    the ``numeric`` columns)."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise Damaged(f"{name} lacks column(s) {', '.join(missing[:4])}")
     if rows is not None and len(df) != rows:
         raise Damaged(f"{name} has {len(df)} rows, expected {rows}")
+    wrong = [c for c in numeric if c in df.columns and (not is_numeric_dtype(df[c]) or is_bool_dtype(df[c]))]
+    if wrong:
+        raise Damaged(f"{name}: column(s) {', '.join(wrong[:4])} do not hold numbers")
 
 
 def require_types(obj, types: dict[str, type | tuple], name: str) -> None:

@@ -102,9 +102,10 @@ def load_run(path: str | Path, cached: bool = False) -> SweepResult:
     cfg = config_from_settings(dict(manifest["settings"]))
     vectors, _ = load_vectors(path / "vectors.safetensors")
     steer = pd.read_parquet(path / "steerability.parquet")
-    require_columns(steer, ("example_id", "layer", "slope"), "steerability.parquet")
+    require_columns(steer, ("example_id", "layer", "slope"), "steerability.parquet", numeric=("layer", "slope"))
     props = pd.read_parquet(path / "propensities.parquet")
-    require_columns(props, ("example_id", "layer", "multiplier", "propensity"), "propensities.parquet")
+    require_columns(props, ("example_id", "layer", "multiplier", "propensity"), "propensities.parquet",
+                    numeric=("layer", "multiplier", "propensity"))
     # One rule for every reader, also for runs stored under an older rule.
     steer["anti_steerable"] = metrics.anti_steerable(steer.slope.to_numpy())
     test = pd.read_parquet(path / "test.parquet") if (path / "test.parquet").exists() else None

@@ -157,14 +157,15 @@ def fetch(
 def destination(src: Source, cache: Path) -> Path:
     """Where a source lives in the cache: a relative path to a file strictly inside it.
 
-    Refused (one line): an empty path or '.', an absolute path, any '..' component, or one that
-    resolves (through links) to the cache itself or outside it."""
+    Refused (one line): '.', an absolute path, any '..' or hidden component, or one that resolves
+    (through links) to the cache itself or outside it."""
     raw = src.path.replace("\\", "/")
     parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if not parts or raw.startswith("/") or Path(raw).is_absolute() or ".." in parts or ":" in parts[0]:
+    if not parts or raw.startswith("/") or Path(raw).is_absolute() or ":" in parts[0] \
+            or any(p.startswith(".") for p in parts):  # '..', and hidden names (the cache's own .locks)
         raise StoreError(f"{src.name}: registry path '{src.path}' is not a file path inside the cache directory")
     dest = (cache / Path(*parts)).resolve()
     root = cache.resolve()
-    if dest == root or not dest.is_relative_to(root) or dest.name.startswith("."):
+    if dest == root or not dest.is_relative_to(root):
         raise StoreError(f"{src.name}: registry path '{src.path}' is not a file path inside the cache directory")
     return dest

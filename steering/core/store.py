@@ -274,7 +274,10 @@ def run_lock(root: str | Path, settings: dict) -> Iterator[bool]:
 
     Re-entrant within a thread (``store_run`` inside ``run_sweep``); a read-only store is not locked."""
     name = run_dir_name(settings)
-    with name_lock(root, name, on_wait=lambda: log.info(f"waiting for another writer of run {name}")) as held:
+    def waiting() -> None:
+        log.warning(f"another process is computing run {name}; waiting for it (its result is then read)")
+
+    with name_lock(root, name, on_wait=waiting) as held:
         yield held
 
 

@@ -147,7 +147,7 @@ def load(result: SweepResult) -> pd.DataFrame | None:
 
     def read(p: Path) -> pd.DataFrame:
         df = pd.read_parquet(p)
-        require_columns(df, COLUMNS, FILE, rows)
+        require_columns(df, COLUMNS, FILE, rows, numeric=COLUMNS)
         return df
 
     return read_or_quarantine(Path(result.run_dir).parent, path, read, "side-effect table")

@@ -116,7 +116,7 @@ def _read_table(path: Path, names: list[str]) -> pd.DataFrame:
     """A stored matrix, checked: its columns, and every (X, Y) pair of these concepts once (``Damaged`` if not)."""
     df = pd.read_parquet(path)
     require_columns(df, ("steered_with", "measured_on", "shift", "normalised", "layer", "multiplier", "model"),
-                    path.name, len(names) ** 2)
+                    path.name, len(names) ** 2, numeric=("shift", "normalised", "layer", "multiplier"))
     if set(zip(df.steered_with, df.measured_on)) != {(x, y) for x in names for y in names}:
         raise Damaged(f"{path.name} does not hold the matrix of these concepts")
     return df

@@ -65,6 +65,8 @@ def study_dir(out: str | Path, name: str) -> Path:
 DATASET_COLUMNS = study_stats.CELL + ["n", "mean_slope", "median_slope", "frac_anti", "frac_anti_lo",
                                      "frac_anti_hi", "share_ab", "share_yes", "share_unexplained"]
 EXAMPLE_COLUMNS = study_stats.EXAMPLE_COLUMNS
+NUMERIC = {"layer", "n", "mean_slope", "median_slope", "frac_anti", "frac_anti_lo", "frac_anti_hi", "share_ab",
+           "share_yes", "share_unexplained", "slope", "baseline"}  # a table whose numbers are text is damaged
 
 
 def _check_meta(meta) -> dict:
@@ -112,13 +114,22 @@ def study_problem(path: Path) -> tuple[str, str] | None:
         return "study.json", f"study.json is unreadable ({e.strerror or type(e).__name__})"
     for name, columns in (("datasets.parquet", DATASET_COLUMNS), ("examples.parquet", EXAMPLE_COLUMNS)):
         try:
-            names = pq.read_schema(path / name).names
+            schema = pq.read_schema(path / name)
         except Exception as e:  # noqa: BLE001 - truncated, garbage: any failure to parse is damage
             return name, f"{name} does not parse ({type(e).__name__})"
-        missing = [c for c in columns if c not in names]
+        missing = [c for c in columns if c not in schema.names]
         if missing:
             return name, f"{name} lacks column(s) {', '.join(missing[:4])}"
+        wrong = [c for c in columns if c in NUMERIC and not _is_number(schema.field(c).type)]
+        if wrong:
+            return name, f"{name}: column(s) {', '.join(wrong[:4])} do not hold numbers"
     return None
+
+
+def _is_number(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
 
 
 def _damaged_message(out: str | Path, name: str, problem: tuple[str, str]) -> str:
