@@ -58,7 +58,7 @@ def describe(e: BaseException) -> str:
     """A short reason for a failed read: the message of ``Damaged``, else the exception's kind."""
     if isinstance(e, Damaged):
         return str(e)
-    text = " ".join(str(e).split())[:120]
+    text = " ".join(str(e).split())[:240]
     return f"does not parse ({type(e).__name__}{': ' + text if text else ''})"
 
 
