@@ -442,3 +442,23 @@ def test_fetch_cli_refuses_a_bad_registry_path_in_one_line(tmp_path, capsys):
 def test_files_module_has_one_lock_file_per_name(tmp_path):
     a, b = files._lock_file(tmp_path, "a/b"), files._lock_file(tmp_path, "a_b")
     assert a != b and a.parent == b.parent == tmp_path / files.LOCKS
+
+
+def test_many_holders_in_turn_are_exclusive_and_leave_no_lock_files(tmp_path):
+    """Lock files are removed on release; a waiter holding a removed file must notice and retry, so at
+    most one holder is ever inside."""
+    inside, most, rounds = [0], [0], 40
+    guard = threading.Lock()
+
+    def worker():
+        for _ in range(rounds):
+            with name_lock(tmp_path, "x"):
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                threading.Event().wait(0.001)
+                with guard:
+                    inside[0] -= 1
+
+    assert threads(*[worker] * 6) == [None] * 6
+    assert most[0] == 1 and list(tmp_path.iterdir()) == []

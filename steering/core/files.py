@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 from steering.errors import StoreError
 
-LOCKS = ".locks"  # lock files live here, beside what they guard; never removed (removal would race)
+LOCKS = ".locks"  # lock files live here, beside what they guard, while they are held
 _held = threading.local()  # lock paths this thread holds: taking one again is a no-op (re-entrant)
 
 
@@ -38,7 +38,8 @@ def name_lock(directory: str | Path, name: str, on_wait: Callable[[], None] | No
     Another process or thread taking the same name waits; the lock goes with the process (exit,
     crash, kill -9). Yields True when locked, False when the directory cannot be written (a
     read-only store is still served; nothing is written there). ``on_wait`` is called once when
-    the lock is busy, before waiting for it.
+    the lock is busy, before waiting for it. The lock file is removed on release (nothing is left
+    in the store): a waiter that then holds a removed file notices and takes the new one.
     """
     path = _lock_file(Path(directory), name)
     held: set = getattr(_held, "paths", None) or set()
@@ -46,29 +47,50 @@ def name_lock(directory: str | Path, name: str, on_wait: Callable[[], None] | No
     if str(path) in held:
         yield True
         return
+    fd = _acquire(path, on_wait)
+    if fd is None:
+        yield False
+        return
+    held.add(str(path))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            yield False
-            return
-        raise
-    try:
+        yield True
+    finally:
+        held.discard(str(path))
+        try:
+            path.unlink(missing_ok=True)  # while holding it: no one else can hold this file now
+            os.rmdir(path.parent)  # the last holder tidies the folder (fails, harmlessly, when in use)
+        except OSError:
+            pass
+        os.close(fd)  # releases the lock
+
+
+def _acquire(path: Path, on_wait: Callable[[], None] | None) -> int | None:
+    """An open, flock-ed descriptor of the lock file at ``path`` (None: the folder is read-only)."""
+    warned = False
+    while True:
+        try:
+            mkdir_robust(path.parent)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # the folder was tidied away between the mkdir and the open
+        except OSError as e:
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if on_wait is not None:
+            if on_wait is not None and not warned:
                 on_wait()
+                warned = True
             fcntl.flock(fd, fcntl.LOCK_EX)
-        held.add(str(path))
         try:
-            yield True
-        finally:
-            held.discard(str(path))
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder before us removed this file on release: lock the current one
 
 
 def _temp_beside(path: Path) -> Path:
