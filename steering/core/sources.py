@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from steering.core.files import name_lock
-from steering.errors import DatasetError, StoreError
+from steering.errors import DatasetError
 
 __all__ = ["Source", "REGISTRY_PATH", "DEFAULT_CACHE_DIR", "list_sources", "fetch"]
 
@@ -163,9 +163,11 @@ def destination(src: Source, cache: Path) -> Path:
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if not parts or raw.startswith("/") or Path(raw).is_absolute() or ":" in parts[0] \
             or any(p.startswith(".") for p in parts):  # '..', and hidden names (the cache's own .locks)
-        raise StoreError(f"{src.name}: registry path '{src.path}' is not a file path inside the cache directory")
+        raise DatasetError(f"{src.name}: registry path '{src.path}' leaves the cache directory: it must name a "
+                           "file inside it")
     dest = (cache / Path(*parts)).resolve()
     root = cache.resolve()
     if dest == root or not dest.is_relative_to(root):
-        raise StoreError(f"{src.name}: registry path '{src.path}' is not a file path inside the cache directory")
+        raise DatasetError(f"{src.name}: registry path '{src.path}' leaves the cache directory: it must name a "
+                           "file inside it")
     return dest
