@@ -462,3 +462,25 @@ def test_many_holders_in_turn_are_exclusive_and_leave_no_lock_files(tmp_path):
 
     assert threads(*[worker] * 6) == [None] * 6
     assert most[0] == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_two_identical_evaluations_of_an_imported_vector_both_succeed(lm, tmp_path):
+    from steering.core.config import SweepConfig
+    from steering.core.datasets import load_dataset
+    from steering.interop.controlvec import evaluate_vectors
+
+    path, _ = save_vectors(tmp_path / "imp.safetensors", {1: torch.linspace(-1, 1, lm.hidden_size)},
+                           VectorMeta(model=lm.name, layers=[1]))
+    ds = load_dataset("corrigibility-demo")
+    out = tmp_path / "results"
+    barrier = threading.Barrier(2, timeout=WAIT)
+    results = []
+
+    def go():
+        barrier.wait()
+        results.append(evaluate_vectors(path, lm, ds, SweepConfig(dataset=ds.name, **SMALL), out=out))
+
+    assert threads(go, go) == [None, None]
+    assert sorted(r.cached for r in results) == [False, True]
+    assert np.allclose(results[0].steerability.slope, results[1].steerability.slope)
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == [results[0].run_dir.name]

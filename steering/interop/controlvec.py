@@ -209,13 +209,10 @@ def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "resu
     so it is stored beside (never instead of) a trained run of the same settings, and the dashboard
     and ``load_run`` read it like any run.
     """
-    from datetime import datetime, timezone
-
     from steering.core.config import settings_of
-    from steering.core.datasets import split_dataset
-    from steering.core.results import load_run, pairs_frame, result_frames
-    from steering.core.store import find_run, settings_key
-    from steering.run import sweep as S
+    from steering.core.damage import read_or_quarantine
+    from steering.core.results import load_run
+    from steering.core.store import find_run, run_lock
 
     vectors, info = read_vectors(path)
     layers = cfg.layers if cfg.layers is not None else sorted(vectors)
@@ -231,9 +228,23 @@ def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "resu
     cfg.validate(lm.n_layers)
     settings = settings_of(cfg, dataset, list(layers))
     settings["imported_vectors_sha256"] = info["sha256"]
-    existing = find_run(out, settings)
-    if existing is not None:
-        return load_run(existing, cached=True)
+    with run_lock(out, settings):  # one writer per run: an identical evaluation waits, then reads this one
+        existing = find_run(out, settings)
+        served = read_or_quarantine(out, existing, lambda p: load_run(p, cached=True), "stored run") \
+            if existing is not None else None
+        if served is not None:
+            return served
+        return _evaluate(vectors, info, path, lm, dataset, cfg, out, progress, settings, layers)
+
+
+def _evaluate(vectors, info, path, lm, dataset, cfg, out, progress, settings, layers):
+    from datetime import datetime, timezone
+
+    from steering.core.datasets import split_dataset
+    from steering.core.results import pairs_frame, result_frames
+    from steering.core.store import settings_key
+    from steering.run import sweep as S
+
     _, test_ex = split_dataset(dataset, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
     test_pairs = S.encode_all(lm, test_ex, cfg.test_variant, dataset.name, cfg.system)
     chosen = {lay: vectors[lay].to(lm.device, lm.dtype) for lay in layers}
