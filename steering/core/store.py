@@ -274,6 +274,7 @@ def run_lock(root: str | Path, settings: dict) -> Iterator[bool]:
 
     Re-entrant within a thread (``store_run`` inside ``run_sweep``); a read-only store is not locked."""
     name = run_dir_name(settings)
+
     def waiting() -> None:
         log.warning(f"another process is computing run {name}; waiting for it (its result is then read)")
 

@@ -141,16 +141,14 @@ def trained_vectors(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Se
 
 
 def read_stored_vectors(out: str | Path, path: Path, n_layers: int, hidden: int) -> dict[int, torch.Tensor] | None:
-    """A vector-store entry, checked (every layer, the model's size, finite): a damaged one, tensors or
-    sidecar, is quarantined with a note and trained again."""
+    """A vector-store entry, checked (its sidecar, every layer, the model's size): a damaged one, tensors
+    or sidecar, is quarantined with a note and trained again."""
     def read(p: Path) -> dict[int, torch.Tensor]:
         vectors, meta = load_vectors(p)
         if meta is None:
             raise Damaged(f"{p.with_suffix('.json').name} is missing")
         if sorted(vectors) != list(range(n_layers)) or any(v.numel() != hidden for v in vectors.values()):
             raise Damaged(f"holds {len(vectors)} vectors, the model has {n_layers} layers of size {hidden}")
-        if not all(bool(torch.isfinite(v).all()) for v in vectors.values()):
-            raise Damaged("holds values that are not finite")
         return vectors
 
     def damaged(message: str) -> None:

@@ -144,15 +144,15 @@ def load_study(out: str | Path, name: str) -> Study:
         raise SweepError(f"no stored study '{name}' under {studies_root(out)} (stored: {known})")
     problem = study_problem(path)
     if problem is None:
+        reading, tables = "study.json", {}
         try:
             meta = _read_meta(path)
-            datasets = pd.read_parquet(path / "datasets.parquet")
-            examples = pd.read_parquet(path / "examples.parquet")
-            return Study(path, StudySpec.from_json(meta["spec"]), meta, datasets, examples)
-        except FileNotFoundError:
-            problem = ("study.json", "it was moved or replaced while it was read")
+            for reading in ("datasets.parquet", "examples.parquet"):
+                tables[reading] = pd.read_parquet(path / reading)
+            return Study(path, StudySpec.from_json(meta["spec"]), meta, tables["datasets.parquet"],
+                         tables["examples.parquet"])
         except Exception as e:  # noqa: BLE001 - rows that do not read: damage the cheap check missed
-            problem = ("datasets.parquet or examples.parquet", describe(e))
+            problem = (reading, describe(e))
     raise StoreError(_damaged_message(out, name, problem))
 
 
