@@ -57,6 +57,11 @@ class UnavailableError(InputError, RuntimeError):
     Also a RuntimeError, as it was before there were error classes."""
 
 
+class StoreError(InputError):
+    """A stored file or name that cannot be used as asked: it exists (``--force``/``--replace`` replace
+    it), it is damaged (the message names the file), or its registry entry points outside its folder."""
+
+
 class FastPathUnsupported(RuntimeError):
     """The fast path cannot serve this model or item; the caller falls back to the reference path."""
 

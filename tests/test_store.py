@@ -151,6 +151,7 @@ def test_two_threads_running_the_same_sweep_give_one_good_run(tiny_llama, tmp_pa
     assert errors == []
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != ".vectors")  # .vectors: the training cache
     assert left == [results[0].run_dir.name]
+    assert sorted(r.cached for r in results) == [False, True]  # serialised: the second read the first's run
     assert np.allclose(results[0].steerability.slope, results[1].steerability.slope, atol=1e-6)
 
 

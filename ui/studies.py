@@ -3,14 +3,16 @@ bar, and opening a study's cell in the per-concept pages (the sidebar set to the
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 
 import streamlit as st
 
-from steering.analyses.study.compute import Study, list_studies, load_study, run_study
+from steering.analyses.study.compute import Study, load_study, run_study, scan_studies
 from steering.analyses.study.executors import available_executors, study_measure
 from steering.analyses.study.spec import StudySpec
+from steering.errors import StoreError
 from ui import state
 from ui.compute import run
 
@@ -34,10 +36,21 @@ def load(name: str) -> Study:
     return LOADED.get_or_compute((name, stamp), lambda: load_study(state.results_dir(), name))
 
 
+def default_name() -> str:
+    """A study name for the form, new for each session: visitors sharing a server never write one study."""
+    key = "s_form_default_name"
+    if key not in st.session_state:
+        st.session_state[key] = f"study-{time.strftime('%m%d-%H%M')}-{secrets.token_hex(2)}"
+    return st.session_state[key]
+
+
 def pick_study() -> Study | None:
-    """The study selector (shared by the study pages); None when no study is stored yet."""
+    """The study selector (shared by the study pages); None when no study can be shown. A damaged
+    study is one line naming its file; the others stay listed."""
     init()
-    found = list_studies(state.results_dir())
+    found, damaged = scan_studies(state.results_dir())
+    for d in damaged:
+        st.warning(d["message"])
     names = [s["name"] for s in found]
     if not names:
         return None
@@ -47,7 +60,11 @@ def pick_study() -> Study | None:
     state.bound(st.selectbox, "Study", "study", options=names,
                 format_func=lambda n: f"{n} — {', '.join(info[n]['models'])} · {info[n]['n_datasets']} concepts · "
                                       f"{info[n]['n_pairs']} variant pairs")
-    return load(state.get("study"))
+    try:
+        return load(state.get("study"))
+    except StoreError as e:  # damaged after it was listed: say which file, keep the page (and its form)
+        st.warning(str(e))
+        return None
 
 
 def pick_model(study: Study, label: str = "Model", name: str = "study_model") -> str:

@@ -19,7 +19,7 @@ def form(ctx: state.Context, expanded: bool) -> None:
         )
         with st.form("study_form"):
             c = st.columns([2, 3, 2])
-            name = c[0].text_input("Study name", value="my-study", key="w_form_name")
+            name = c[0].text_input("Study name", value=studies.default_name(), key="w_form_name")
             datasets = c[1].text_input(
                 "Concepts",
                 value="bundled",

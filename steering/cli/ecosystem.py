@@ -36,19 +36,22 @@ def _export(args) -> int:
     if args.format == "gguf":
         from steering.interop.controlvec import export_gguf
 
-        path, layers = export_gguf(run_dir, args.to, _int_list(args.layers))
+        path, layers = export_gguf(run_dir, args.to, _int_list(args.layers), force=args.force)
         print(f"wrote {path}: llama.cpp control vector, layers {', '.join(map(str, layers))} "
               f"(direction.N = output of block N, 0-based); use: llama-cli -m MODEL.gguf --control-vector {path}")
         return 0
     from steering.core.results import load_run
     from steering.interop.static_figures import write_figures
 
-    result = load_run(run_dir)
+    try:
+        result = load_run(run_dir)
+    except (ValueError, OSError, KeyError, TypeError) as e:  # a damaged run directory the user named
+        raise ControlVectorError(f"{run_dir}: not a readable run ({type(e).__name__})") from None
     layers = _int_list(args.layers)
     layer = layers[0] if layers else result.config.layers[0] if result.config.layers else result.layers[0]
     if layer not in result.layers:
         raise ControlVectorError(f"{run_dir}: layer {layer} is not in the run (layers {result.layers})")
-    paths = write_figures(result, layer, args.format, args.to)
+    paths = write_figures(result, layer, args.format, args.to, force=args.force)
     print(f"wrote {len(paths)} file(s): {', '.join(map(str, paths))}")
     return 0
 
@@ -60,7 +63,7 @@ def _import(args) -> int:
     print(f"{args.file}: {info['format']}, model {info['model'] or '(not recorded)'}, layers "
           f"{', '.join(map(str, info['layers']))}, size {next(iter(vectors.values())).numel()}")
     if args.to:
-        vec, side = to_safetensors(args.file, args.to)
+        vec, side = to_safetensors(args.file, args.to, force=args.force)
         print(f"wrote {vec} and {side}")
     settings = info.get("settings") or {}
     dataset_name = args.dataset or settings.get("dataset") or settings.get("dataset_name")

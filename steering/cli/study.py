@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from steering.analyses.study import stats as study_stats
-from steering.analyses.study.compute import Study, list_studies, run_study
+from steering.analyses.study.compute import Study, run_study, scan_studies
 from steering.analyses.study.executors import EXECUTORS, study_measure
 from steering.analyses.study.spec import make_spec
 from steering.cli.common import Bar
@@ -87,8 +87,8 @@ def print_study(study: Study, out=None) -> None:
 
 def run(args) -> int:
     if args.command == "studies":
-        found = list_studies(args.out)
-        if not found:
+        found, damaged = scan_studies(args.out)
+        if not found and not damaged:
             print(f"no studies under {args.out}/studies")
         for s in found:
             layers = ", ".join(f"{m} L{l}" for m, l in s["layers"].items())
@@ -96,6 +96,8 @@ def run(args) -> int:
                 f"{s['name']:<24} {s['n_cells']:>4} cells  {s['n_datasets']:>3} datasets x {s['n_pairs']} pairs  "
                 f"{layers}  {s['created'][:19]}  {s['path']}"
             )
+        for d in damaged:  # the others are listed above: one damaged study never hides them
+            print(f"{d['name']:<24} damaged: {d['path']}/{d['file']}: {d['reason']}")
         return 0
     options = {"ray_address": args.ray_address} if args.executor == "ray" and args.ray_address else {}
     spec = make_spec(
@@ -120,6 +122,10 @@ def run(args) -> int:
         bar.close()
         print("interrupted: finished cells are stored; run the same command again to resume", file=sys.stderr)
         return 130
+    except BaseException:
+        if bar.width:  # an error line must not continue the progress line
+            bar.close()
+        raise
     bar.close()
     print_study(study)
     return 0

@@ -12,6 +12,7 @@ import torch
 
 from steering.core import jsonfile, metrics
 from steering.core.config import SweepConfig, config_from_settings
+from steering.core.damage import require_columns
 from steering.core.datasets import Example
 from steering.core.prompts import EncodedPair
 from steering.core.vectors import load_vectors
@@ -110,8 +111,12 @@ def load_run(path: str | Path, cached: bool = False) -> SweepResult:
     cfg = config_from_settings(dict(manifest["settings"]))
     vectors, _ = load_vectors(path / "vectors.safetensors")
     steer = pd.read_parquet(path / "steerability.parquet")
+    require_columns(steer, ("example_id", "layer", "slope"), "steerability.parquet", numeric=("layer", "slope"))
+    props = pd.read_parquet(path / "propensities.parquet")
+    require_columns(props, ("example_id", "layer", "multiplier", "propensity"), "propensities.parquet",
+                    numeric=("layer", "multiplier", "propensity"))
     # One rule for every reader, also for runs stored under an older rule.
     steer["anti_steerable"] = metrics.anti_steerable(steer.slope.to_numpy())
     test = pd.read_parquet(path / "test.parquet") if (path / "test.parquet").exists() else None
-    return SweepResult(path, cfg, pd.read_parquet(path / "propensities.parquet"), steer,
+    return SweepResult(path, cfg, props, steer,
                        pd.read_parquet(path / "train.parquet"), vectors, manifest, cached, test)

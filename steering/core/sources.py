@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from steering.core.files import name_lock
 from steering.errors import DatasetError
 
 __all__ = ["Source", "REGISTRY_PATH", "DEFAULT_CACHE_DIR", "list_sources", "fetch"]
@@ -139,14 +140,34 @@ def fetch(
         raise DatasetError(f"unknown source '{name}'; known sources include: {', '.join(list(sources)[:8])}")
     src = sources[name]
     cache = Path(cache_dir).expanduser()
+    dest = destination(src, cache)
     for companion in src.companions:
         fetch(companion, cache, registry=registry, timeout=timeout)
-    dest = (cache / src.path).resolve()
-    if not dest.is_relative_to(cache.resolve()):  # a registry path must not escape the cache
-        raise DatasetError(f"{src.name}: path '{src.path}' leaves the cache directory")
-    if dest.is_file():
-        if _sha256_file(dest) == src.sha256:
-            return dest
-        dest.unlink()  # stale or corrupted copy: never leave a wrong file behind
-    _download(src, dest, timeout)
+    # Two fetches of one source (two shells, two dashboard sessions) take turns: the second finds the
+    # first one's verified file instead of deleting it as stale while it is being replaced.
+    with name_lock(cache, src.path):
+        if dest.is_file():
+            if _sha256_file(dest) == src.sha256:
+                return dest
+            dest.unlink()  # stale or corrupted copy: never leave a wrong file behind
+        _download(src, dest, timeout)
+    return dest
+
+
+def destination(src: Source, cache: Path) -> Path:
+    """Where a source lives in the cache: a relative path to a file strictly inside it.
+
+    Refused (one line): '.', an absolute path, any '..' or hidden component, or one that resolves
+    (through links) to the cache itself or outside it."""
+    raw = src.path.replace("\\", "/")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if not parts or raw.startswith("/") or Path(raw).is_absolute() or ":" in parts[0] \
+            or any(p.startswith(".") for p in parts):  # '..', and hidden names (the cache's own .locks)
+        raise DatasetError(f"{src.name}: registry path '{src.path}' leaves the cache directory: it must name a "
+                           "file inside it")
+    dest = (cache / Path(*parts)).resolve()
+    root = cache.resolve()
+    if dest == root or not dest.is_relative_to(root):
+        raise DatasetError(f"{src.name}: registry path '{src.path}' leaves the cache directory: it must name a "
+                           "file inside it")
     return dest

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
-import logging
 import os
 import shutil
 import socket
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
+from steering.core.damage import QUARANTINE, log, quarantine, read_or_quarantine  # noqa: F401 - one home for all
+from steering.core.files import mkdir_robust, name_lock
+
 FILES = ("propensities.parquet", "steerability.parquet", "train.parquet", "vectors.safetensors",
          "vectors.json", "manifest.json")
-QUARANTINE = "quarantine"  # damaged runs are moved here (with REASON.txt), never served
 WRITER_FILE = ".writer"  # "<host> <pid>" of the process writing a temporary directory
 STALE_SECONDS = 3600  # a temporary file with no writer record is abandoned after this long
-log = logging.getLogger("steering.store")
 
 
 def settings_key(settings: dict) -> str:
@@ -66,9 +66,19 @@ def find_run(root: str | Path, settings: dict, on_damage: Callable[[str], None] 
 
 def verify_run(path: str | Path, key: str | None = None) -> str | None:
     """Why a stored run cannot be served (None when it can). Cheap: every file parses, sizes and key match."""
+    try:
+        return _verify_run(Path(path), key)
+    except FileNotFoundError:
+        return "a file disappeared while it was checked"
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError) as e:
+        return f"unreadable ({type(e).__name__})"  # wrong JSON types, unreadable files: damage, not a crash
+
+
+def _verify_run(path: Path, key: str | None) -> str | None:
     import pyarrow.parquet as pq
 
-    path = Path(path)
+    from steering.core.vectors import read_meta
+
     if not path.is_dir():
         return "not a directory"
     for name in FILES:
@@ -82,16 +92,23 @@ def verify_run(path: str | Path, key: str | None = None) -> str | None:
         return "manifest.json has no settings"
     if manifest.get("key") != path.name.rsplit("--", 1)[-1] or (key is not None and manifest.get("key") != key):
         return f"manifest key {str(manifest.get('key'))[:20]!r} does not match the directory"
-    for name, size in (manifest.get("files") or {}).items():
+    files = manifest.get("files") or {}
+    if not isinstance(files, dict):
+        return "manifest.json: 'files' is not a JSON object"
+    for name, size in files.items():
         if not (path / name).is_file():
             return f"{name} is missing"
         if (path / name).stat().st_size != size:
             return f"{name} is {(path / name).stat().st_size} bytes, the manifest says {size}"
-    extra = sorted(p.name for p in path.glob("*.parquet") if p.name not in FILES)  # e.g. test.parquet
+    # the run's own tables (test, diagnostics); analyses stored beside them later (side effects) check their own
+    extra = sorted(n for n in files if n.endswith(".parquet") and n not in FILES) if files else \
+        sorted(p.name for p in path.glob("*.parquet") if p.name not in FILES)
     for name in FILES + tuple(extra):
         try:
             if name.endswith(".parquet"):
                 pq.read_metadata(path / name)
+            elif name == "vectors.json":
+                read_meta(path / name)
             elif name.endswith(".json"):
                 json.loads((path / name).read_text())
             else:
@@ -105,24 +122,6 @@ def verify_run(path: str | Path, key: str | None = None) -> str | None:
         except Exception as e:  # noqa: BLE001 - any failure to parse is damage
             return f"{name} does not parse ({type(e).__name__})"
     return None
-
-
-def quarantine(root: str | Path, path: str | Path, reason: str) -> Path | None:
-    """Move a damaged run to ``root/quarantine/`` with REASON.txt; None if another process moved it first."""
-    qdir = Path(root) / QUARANTINE
-    qdir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    dest = Path(tempfile.mkdtemp(prefix=f"{Path(path).name[:150]}-{stamp}-", dir=qdir))
-    try:
-        os.replace(path, dest)  # dest is an empty directory: the rename replaces it atomically
-    except OSError:
-        shutil.rmtree(dest, ignore_errors=True)
-        return None
-    try:
-        (dest / "REASON.txt").write_text(reason + "\n")
-    except OSError:
-        pass
-    return dest
 
 
 def _mark_writer(directory: Path) -> None:
@@ -254,18 +253,41 @@ class RunWriter:
             self.abort()
 
 
-def list_runs(root: str | Path) -> list[dict]:
-    """Manifests of the complete runs under root, newest first."""
+def list_runs(root: str | Path, damaged: list[tuple[str, str]] | None = None) -> list[dict]:
+    """Manifests of the complete runs under root, newest first.
+
+    A run whose manifest does not read is left out; ``damaged`` (when given) receives (name, reason)."""
     root = Path(root)
     runs = []
     if root.exists():
         for d in root.iterdir():
             m = d / "manifest.json"
             if d.is_dir() and not d.name.startswith(".") and m.exists():
-                info = json.loads(m.read_text())
+                try:
+                    info = json.loads(m.read_text())
+                    if not isinstance(info, dict):
+                        raise ValueError("not a JSON object")
+                except (OSError, ValueError, RecursionError) as e:
+                    if damaged is not None:
+                        damaged.append((d.name, f"manifest.json does not parse ({type(e).__name__})"))
+                    continue
                 info["path"] = str(d)
                 runs.append(info)
-    return sorted(runs, key=lambda r: r.get("created", ""), reverse=True)
+    return sorted(runs, key=lambda r: str(r.get("created", "")), reverse=True)
+
+
+@contextlib.contextmanager
+def run_lock(root: str | Path, settings: dict) -> Iterator[bool]:
+    """Serialise writers of one run: a second identical sweep waits, then finds the first one's run stored.
+
+    Re-entrant within a thread (``store_run`` inside ``run_sweep``); a read-only store is not locked."""
+    name = run_dir_name(settings)
+
+    def waiting() -> None:
+        log.warning(f"another process is computing run {name}; waiting for it (its result is then read)")
+
+    with name_lock(root, name, on_wait=waiting) as held:
+        yield held
 
 
 class Partial:
@@ -322,7 +344,7 @@ class Partial:
         """
         for attempt in range(3):
             try:
-                self.dir.mkdir(parents=True, exist_ok=True)
+                mkdir_robust(self.dir)
                 fd, tmp = tempfile.mkstemp(prefix=f"{prefix}.{os.getpid()}.", suffix=".tmp", dir=self.dir)
                 try:
                     with os.fdopen(fd, "wb") as f:
@@ -340,6 +362,9 @@ class Partial:
         self._atomic(lambda f: np.savez(f, index=np.asarray(index), values=values),
                      f"batch-{number}.npz", f".batch-{number}")
         self.checkpoint()
+
+    def ensure_dir(self) -> Path:
+        return mkdir_robust(self.dir)
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -8,15 +8,13 @@ reference path (``steering.engine.reference.reference_differences``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from steering.core import jsonfile
+from steering.core.files import atomic_write, atomic_write_text, publish, refuse_existing  # noqa: F401
 from steering.errors import ControlVectorError, SweepError
 
 AGGREGATORS = ("mean", "pca", "logistic")
@@ -127,52 +125,104 @@ class VectorMeta:
     hidden_size: int = 0
 
 
-def save_vectors(path: str | Path, vectors: dict[int, torch.Tensor], meta: VectorMeta) -> tuple[Path, Path]:
-    """Write ``layer.{l}`` tensors as safetensors plus a JSON sidecar (``.json``), atomically."""
+_META_TYPES = {"model": str, "layers": list, "read_position": str, "aggregator": str, "rescaled": bool,
+               "norms": dict, "dataset": str, "dataset_sha256": str, "split": str, "n_train": int, "seed": int,
+               "variant": str, "hidden_size": int}
+
+
+def meta_from_json(d, source: str | Path = "sidecar") -> VectorMeta:
+    """A VectorMeta from a sidecar's JSON, its types checked: unknown keys are ignored, a wrong type is
+    one line naming the file and the key (a ``ControlVectorError``)."""
+    if not isinstance(d, dict):
+        raise ControlVectorError(f"{source}: the sidecar is not a JSON object")
+    for key, kind in _META_TYPES.items():
+        if key not in d:
+            continue
+        value = d[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if key == "layers":
+            ok = ok and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+        if key == "norms":
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
+        if not ok:
+            raise ControlVectorError(f"{source}: sidecar key '{key}' should be {_kind_name(kind, key)}, "
+                                     f"got {type(value).__name__}")
+    if "model" not in d or "layers" not in d:
+        raise ControlVectorError(f"{source}: the sidecar lacks 'model' or 'layers'")
+    return VectorMeta(**{k: d[k] for k in _META_TYPES if k in d})
+
+
+def _kind_name(kind: type, key: str) -> str:
+    return {"layers": "a list of integers", "norms": "an object of numbers"}.get(key, kind.__name__)
+
+
+def read_meta(side: str | Path) -> VectorMeta:
+    """The sidecar ``.json`` of a vector file (``ControlVectorError`` when it is unreadable or mistyped)."""
+    side = Path(side)
+    try:
+        d = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ControlVectorError(f"{side}: the sidecar is not readable JSON ({type(e).__name__})") from None
+    return meta_from_json(d, side)
+
+
+def vector_paths(path: str | Path) -> tuple[Path, Path]:
+    """(tensor file, sidecar) of a vector file; refused when they would be one file (``x.json``)."""
+    path = Path(path)
+    side = path.with_suffix(".json")
+    if side == path or path.suffix.lower() == ".json":
+        raise ControlVectorError(f"{path}: the vectors and their .json sidecar would be the same file; "
+                                 "give a .safetensors destination")
+    return path, side
+
+
+def save_vectors(path: str | Path, vectors: dict[int, torch.Tensor], meta: VectorMeta,
+                 overwrite: bool = True) -> tuple[Path, Path]:
+    """Write ``layer.{l}`` tensors as safetensors plus a JSON sidecar (``.json``), each atomically.
+
+    ``overwrite=False`` (a destination a user named): refuse when either file exists, and never
+    replace one that appears meanwhile (``StoreError``)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path, side = vector_paths(path)
+    refuse_existing([path, side], overwrite)
     meta.norms = {str(l): float(v.norm()) for l, v in vectors.items()}
     meta.layers = sorted(vectors)
     tensors = {f"layer.{l}": v.detach().float().cpu().contiguous() for l, v in vectors.items()}
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
-        tmp = f.name
-    save_file(tensors, tmp, metadata={"model": meta.model, "aggregator": meta.aggregator})
-    os.replace(tmp, path)
-    side = path.with_suffix(".json")
-    atomic_write_text(side, json.dumps(asdict(meta), indent=2))
+    write = (lambda p, w: atomic_write(p, w)) if overwrite else (lambda p, w: publish(p, w))
+    write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"model": meta.model,
+                                                                    "aggregator": meta.aggregator}))
+    try:
+        write(side, lambda tmp: tmp.write_text(json.dumps(asdict(meta), indent=2)))
+    except BaseException:
+        if not overwrite:
+            path.unlink(missing_ok=True)  # this call created it: a sidecar refused leaves nothing half-written
+        raise
     return path, side
 
 
 def load_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], VectorMeta | None]:
-    """Read vectors saved by ``save_vectors`` (safetensors only: nothing is unpickled)."""
-    from safetensors import SafetensorError
+    """Read vectors saved by ``save_vectors`` (safetensors only: nothing is unpickled).
+
+    A file that is not safetensors (a pickle under the name, garbage, truncated) or a mistyped sidecar
+    is a ``ControlVectorError`` naming the file."""
     from safetensors.torch import load_file
 
     path = Path(path)
     try:
         tensors = load_file(str(path))
-    except (SafetensorError, OSError) as e:  # its own error (not a ValueError) for damaged content, and
-        # OSErrors without errno or file name for a missing one: named here instead
-        raise ControlVectorError(f"{path}: not a readable safetensors file ({e})") from None
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - SafetensorError, a pickle, a truncated header: not a vector file
+        raise ControlVectorError(f"{path}: not a readable safetensors file ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0] if str(e) else ''})") from None
     vectors = {}
     for key, t in tensors.items():
         if not key.startswith("layer.") or not key[6:].isdigit():
             raise ControlVectorError(f"{path}: unexpected tensor '{key}' (expected layer.<int>)")
+        if t.dim() != 1 or not t.is_floating_point():
+            raise ControlVectorError(f"{path}: tensor '{key}' is not a 1-D float vector")
         vectors[int(key[6:])] = t
     side = path.with_suffix(".json")
-    if not side.exists():
-        return vectors, None
-    doc = jsonfile.read(side, ControlVectorError)
-    try:
-        return vectors, VectorMeta(**doc)
-    except TypeError as e:  # a missing or unknown field
-        raise ControlVectorError(f"{side}: not a vector sidecar ({e})") from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(text)
-        tmp = f.name
-    os.replace(tmp, path)
+    meta = read_meta(side) if side.exists() and side != path else None
+    return vectors, meta

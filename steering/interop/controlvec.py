@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from steering.core import jsonfile
-from steering.core.vectors import VectorMeta, load_vectors, save_vectors
+from steering.core.files import publish, refuse_existing
+from steering.core.vectors import VectorMeta, load_vectors, meta_from_json, save_vectors, vector_paths
 from steering.errors import ControlVectorError  # noqa: F401 - re-exported
 
 __all__ = ["ARCH", "ControlVectorError", "export_gguf", "read_vectors", "write_gguf", "evaluate_vectors"]
@@ -48,10 +49,10 @@ CONVENTION = ("direction.N is added to the output of decoder block N (0-based), 
 
 
 def write_gguf(dest: str | Path, vectors: dict[int, torch.Tensor], meta: VectorMeta | None = None,
-               settings: dict | None = None) -> Path:
-    """Write vectors as a llama.cpp control vector (float32 ``direction.N`` tensors)."""
-    from gguf import GGUFWriter
+               settings: dict | None = None, force: bool = False) -> Path:
+    """Write vectors as a llama.cpp control vector (float32 ``direction.N`` tensors).
 
+    An existing ``dest`` is refused (``StoreError``) unless ``force``."""
     dest = Path(dest)
     if 0 in vectors:
         raise ControlVectorError("layer 0 cannot be exported: llama.cpp never adds a control vector to block 0's "
@@ -62,9 +63,15 @@ def write_gguf(dest: str | Path, vectors: dict[int, torch.Tensor], meta: VectorM
     sizes = {int(vectors[lay].numel()) for lay in layers}
     if len(sizes) != 1:
         raise ControlVectorError(f"vectors of different sizes {sorted(sizes)}; a control vector has one n_embd")
+    refuse_existing([dest], force)
+    return publish(dest, lambda tmp: _write_gguf_file(tmp, vectors, layers, meta, settings), force)
+
+
+def _write_gguf_file(tmp: Path, vectors: dict[int, torch.Tensor], layers: list[int], meta: VectorMeta | None,
+                     settings: dict | None) -> None:
+    from gguf import GGUFWriter
+
     model = meta.model if meta else ""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
     writer = GGUFWriter(str(tmp), arch=ARCH)
     try:
         writer.add_string(f"{ARCH}.model_hint", model)
@@ -84,8 +91,6 @@ def write_gguf(dest: str | Path, vectors: dict[int, torch.Tensor], meta: VectorM
         writer.write_tensors_to_file()
     finally:
         writer.close()
-    tmp.replace(dest)
-    return dest
 
 
 def _run_parts(run_dir: Path) -> tuple[dict[int, torch.Tensor], VectorMeta | None, dict | None]:
@@ -95,10 +100,19 @@ def _run_parts(run_dir: Path) -> tuple[dict[int, torch.Tensor], VectorMeta | Non
     vectors, meta = load_vectors(vec_path)
     manifest_path = run_dir / "manifest.json"
     settings = jsonfile.read(manifest_path, ControlVectorError).get("settings") if manifest_path.is_file() else None
+    settings = None
+    if manifest_path.is_file():
+        try:
+            settings = json.loads(manifest_path.read_text()).get("settings")
+        except (ValueError, AttributeError, RecursionError):
+            raise ControlVectorError(f"{manifest_path}: not a readable run manifest") from None
+        if not isinstance(settings, dict):
+            raise ControlVectorError(f"{manifest_path}: the run manifest has no settings")
     return vectors, meta, settings
 
 
-def export_gguf(run_dir: str | Path, dest: str | Path, layers: list[int] | None = None) -> tuple[Path, list[int]]:
+def export_gguf(run_dir: str | Path, dest: str | Path, layers: list[int] | None = None,
+                force: bool = False) -> tuple[Path, list[int]]:
     """A run's vectors as a control vector file; layer 0 is left out (llama.cpp cannot steer it)."""
     vectors, meta, settings = _run_parts(Path(run_dir))
     chosen = sorted(vectors) if layers is None else layers
@@ -106,7 +120,7 @@ def export_gguf(run_dir: str | Path, dest: str | Path, layers: list[int] | None 
     if missing:
         raise ControlVectorError(f"{run_dir}: no vector for layer(s) {missing}; it has {sorted(vectors)}")
     chosen = [lay for lay in chosen if lay != 0] if layers is None else chosen
-    return write_gguf(dest, {lay: vectors[lay] for lay in chosen}, meta, settings), chosen
+    return write_gguf(dest, {lay: vectors[lay] for lay in chosen}, meta, settings, force), chosen
 
 
 GGUF_FIELDS = ("general.architecture", "steering.model", f"{ARCH}.model_hint", f"{ARCH}.layer_count",
@@ -153,7 +167,7 @@ def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
         raise ControlVectorError(f"{path}: no such file")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     if path.suffix.lower() == ".safetensors":
-        vectors, meta = load_vectors(path)  # damaged content is a ControlVectorError naming the file
+        vectors, meta = load_vectors(path)  # damaged content or sidecar types: a ControlVectorError naming it
         info = {"format": "safetensors", "model": meta.model if meta else "", "layers": sorted(vectors),
                 "vector_meta": asdict(meta) if meta else None, "settings": None, "sha256": sha}
         return vectors, info
@@ -172,15 +186,23 @@ def read_vectors(path: str | Path) -> tuple[dict[int, torch.Tensor], dict]:
         vectors[layer] = vectors.get(layer, 0) + torch.from_numpy(data)  # llama.cpp sums repeats too
     if not vectors:
         raise ControlVectorError(f"{path}: no direction tensors")
-    info = {"format": "gguf", "model": found.get("steering.model") or found.get(f"{ARCH}.model_hint") or "",
+    model = found.get("steering.model") or found.get(f"{ARCH}.model_hint") or ""
+    meta_doc = _json_field(path, found, "steering.vector_meta")  # its types checked like a sidecar's
+    info = {"format": "gguf", "model": model if isinstance(model, str) else "",
             "layers": sorted(vectors), "layer_count": found.get(f"{ARCH}.layer_count"),
-            "vector_meta": _json_field(path, found, "steering.vector_meta"),
+            "vector_meta": asdict(meta_from_json(meta_doc, f"{path} (steering.vector_meta)")) if meta_doc else None,
             "settings": _json_field(path, found, "steering.settings"), "sha256": sha}
     return vectors, info
 
 
-def to_safetensors(path: str | Path, dest: str | Path) -> tuple[Path, Path]:
-    """Convert a control vector (or vector file) into this project's safetensors + JSON sidecar."""
+
+
+def to_safetensors(path: str | Path, dest: str | Path, force: bool = False) -> tuple[Path, Path]:
+    """Convert a control vector (or vector file) into this project's safetensors + JSON sidecar.
+
+    Refused when the destination's vector and sidecar paths coincide, or when either exists (unless
+    ``force``): an import never replaces a file it did not create."""
+    vector_paths(dest)  # a bad destination is refused before any work
     vectors, info = read_vectors(path)
     known = {f.name for f in fields(VectorMeta)}
     try:
@@ -189,7 +211,7 @@ def to_safetensors(path: str | Path, dest: str | Path) -> tuple[Path, Path]:
     except TypeError as e:  # the file's vector_meta lacks a required field
         raise ControlVectorError(f"{path}: its vector_meta is incomplete ({e})") from None
     meta.hidden_size = meta.hidden_size or int(next(iter(vectors.values())).numel())
-    return save_vectors(dest, vectors, meta)
+    return save_vectors(dest, vectors, meta, overwrite=force)
 
 
 def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "results", progress=None):
@@ -201,13 +223,12 @@ def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "resu
     same settings, and the dashboard and ``load_run`` read it like any run. The diagnostics need the
     training pairs, which an imported vector does not have: they are not computed, so not in the key.
     """
-    import time
     from dataclasses import replace
 
     from steering.core.config import DIAGNOSTIC_DEFAULTS, settings_of
+    from steering.core.damage import read_or_quarantine
     from steering.core.results import load_run
-    from steering.core.store import find_run
-    from steering.run import sweep as S
+    from steering.core.store import find_run, run_lock
 
     vectors, info = read_vectors(path)
     layers = cfg.layers if cfg.layers is not None else sorted(vectors)
@@ -223,9 +244,21 @@ def evaluate_vectors(path: str | Path, lm, dataset, cfg, out: str | Path = "resu
     cfg.validate(lm.n_layers)
     settings = settings_of(cfg, dataset, list(layers))
     settings["imported_vectors_sha256"] = info["sha256"]
-    existing = find_run(out, settings)
-    if existing is not None:
-        return load_run(existing, cached=True)
+    with run_lock(out, settings):  # one writer per run: an identical evaluation waits, then reads this one
+        existing = find_run(out, settings)
+        served = read_or_quarantine(out, existing, lambda p: load_run(p, cached=True), "stored run") \
+            if existing is not None else None
+        if served is not None:
+            return served
+        return _evaluate(vectors, info, path, lm, dataset, cfg, out, progress, settings, layers)
+
+
+def _evaluate(vectors, info, path, lm, dataset, cfg, out, progress, settings, layers):
+    """Score given vectors on the run's test split through the sweep's one evaluation, and store the run."""
+    import time
+
+    from steering.run import sweep as S
+
     started = time.time()
     chosen = {lay: vectors[lay].to(lm.device, lm.dtype) for lay in layers}
     ev = S.evaluate_given_vectors(lm, cfg, dataset, chosen, list(layers), progress)

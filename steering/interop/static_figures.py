@@ -17,7 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
-from steering.errors import UnavailableError, ValidationError
+from steering.core.files import publish, refuse_existing
+from steering.errors import StoreError, UnavailableError, ValidationError
 from steering.run import figures
 
 __all__ = ["STATIC_FORMATS", "browser_path", "unavailable_reason", "to_image", "run_figures", "write_figures"]
@@ -112,22 +113,24 @@ def slug(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-").replace("--", "-")
 
 
-def write_figures(result, layer: int, fmt: str, dest: str | Path) -> list[Path]:
-    """Write every figure of the run: html -> one file ``dest``; png/svg -> one file per figure in folder ``dest``."""
+def write_figures(result, layer: int, fmt: str, dest: str | Path, force: bool = False) -> list[Path]:
+    """Write every figure of the run: html -> one file ``dest``; png/svg -> one file per figure in folder ``dest``.
+
+    A file that exists is refused (``StoreError``, before anything is written) unless ``force``."""
     metric = result.config.metric
     figs = run_figures(result, layer, metric)
     dest = Path(dest)
     if fmt == "html":
         cfg = result.config
         title = f"Steerability of {cfg.dataset} on {cfg.model} (run {result.manifest.get('key', '')})"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(figures.figures_html(figs, title), encoding="utf-8")
-        return [dest]
+        refuse_existing([dest], force)
+        html = figures.figures_html(figs, title)
+        return [publish(dest, lambda tmp: tmp.write_text(html, encoding="utf-8"), force)]
+    if dest.exists() and not dest.is_dir():
+        raise StoreError(f"{dest} is a file: --to names a folder for {fmt} figures")
+    paths = [dest / f"{i}-{slug(title)}.{fmt}" for i, title in enumerate(figs)]
+    refuse_existing(paths, force)
     images = to_images(figs, fmt)
-    dest.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, (title, data) in enumerate(images.items()):
-        path = dest / f"{i}-{slug(title)}.{fmt}"
-        path.write_bytes(data)
-        paths.append(path)
+    for path, data in zip(paths, images.values()):
+        publish(path, lambda tmp, data=data: tmp.write_bytes(data), force)
     return paths

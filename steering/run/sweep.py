@@ -18,10 +18,11 @@ import pandas as pd
 import torch
 
 from steering.core.config import SweepConfig, settings_of
+from steering.core.damage import Damaged, log, quarantine, read_or_quarantine
 from steering.core.datasets import Dataset, Example, load_dataset, repeated_items, split_dataset
 from steering.core.prompts import EncodedPair, encode_example
 from steering.core.results import SweepResult, load_run, pairs_frame, result_frames
-from steering.core.store import Partial, RunWriter, find_run, settings_key
+from steering.core.store import Partial, RunWriter, find_run, run_lock, settings_key
 from steering.core.swap import encode_for_metric
 from steering.core.vectors import VectorMeta, aggregate, check_steering_scale, load_vectors, save_vectors
 from steering.engine import fast
@@ -204,17 +205,31 @@ def trained_vectors(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Se
     Returns (vectors, reused). ``out=None`` skips the store (workers that must not write).
     """
     path = vector_store_path(out, train_key(cfg, ds, lm.name)) if out is not None else None
-    if path is not None and path.exists():
-        try:
-            stored, _ = load_vectors(path)
-            if len(stored) == lm.n_layers:
-                return {l: v.to(lm.device, lm.dtype) for l, v in stored.items()}, True
-        except Exception:  # noqa: BLE001 - a damaged cache entry is retrained and overwritten
-            pass
+    stored = read_stored_vectors(out, path, lm.n_layers, lm.hidden_size) if path is not None else None
+    if stored is not None:
+        return {l: v.to(lm.device, lm.dtype) for l, v in stored.items()}, True
     vectors = train_vectors(lm, train_pairs, cfg, progress, keep)
     if path is not None:
         save_vectors(path, vectors, vector_meta(lm, ds, cfg, train_ex, list(range(lm.n_layers))))
     return vectors, False
+
+
+def read_stored_vectors(out: str | Path, path: Path, n_layers: int, hidden: int) -> dict[int, torch.Tensor] | None:
+    """A vector-store entry, checked (its sidecar, every layer, the model's size): a damaged one, tensors
+    or sidecar, is quarantined with a note and trained again."""
+    def read(p: Path) -> dict[int, torch.Tensor]:
+        vectors, meta = load_vectors(p)
+        if meta is None:
+            raise Damaged(f"{p.with_suffix('.json').name} is missing")
+        if sorted(vectors) != list(range(n_layers)) or any(v.numel() != hidden for v in vectors.values()):
+            raise Damaged(f"holds {len(vectors)} vectors, the model has {n_layers} layers of size {hidden}")
+        return vectors
+
+    def damaged(message: str) -> None:
+        quarantine(out, Path(path).with_suffix(".json"), "sidecar of damaged stored vectors")  # retrained below
+        log.warning(message)
+
+    return read_or_quarantine(out, path, read, "stored vectors", damaged)
 
 
 def vector_meta(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, train_ex: Sequence[Example],
@@ -268,7 +283,7 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
             trained_vectors(lm, ds, cfg, train_ex, train_pairs, out, progress, keep)
         vectors = {l: all_vectors[l] for l in layers}
         if partial is not None:
-            partial.dir.mkdir(parents=True, exist_ok=True)
+            partial.ensure_dir()
             save_vectors(partial.vectors_path, vectors, VectorMeta(model=lm.name, layers=layers))
             partial.checkpoint()
     ev = evaluate_given_vectors(lm, cfg, ds, vectors, layers, progress, caches, key, partial, split=test)
@@ -304,13 +319,13 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
 
 def store_run(out: str | Path, outputs: RunOutputs) -> SweepResult:
     """Write a computed run atomically into the store (the driver's job when workers compute)."""
-    with RunWriter(out, outputs.settings) as w:
+    with run_lock(out, outputs.settings), RunWriter(out, outputs.settings) as w:
         for name, df in outputs.frames.items():
             w.parquet(name, df)
         save_vectors(w.path("vectors.safetensors"), outputs.vectors, outputs.meta)
         w.json("manifest.json", outputs.manifest)
         run_dir = w.commit()
-    Partial(out, outputs.settings).clear()
+        Partial(out, outputs.settings).clear()  # under the lock: no writer of this run is using it
     f = outputs.frames
     return SweepResult(run_dir, outputs.config, f["propensities.parquet"], f["steerability.parquet"],
                        f["train.parquet"], outputs.vectors, outputs.manifest, test=f["test.parquet"])
@@ -330,7 +345,12 @@ def run_sweep(
     lm = lm or load_model(cfg.model)
     layers = cfg.layers if cfg.layers is not None else list(range(lm.n_layers))
     cfg.validate(lm.n_layers)
-    existing = find_run(out, settings_of(cfg, ds, layers))
-    if existing is not None:
-        return load_run(existing, cached=True)
-    return store_run(out, compute_run(cfg, lm, ds, out, progress, caches))
+    settings = settings_of(cfg, ds, layers)
+    # One writer per run at a time: a second identical sweep waits, then reads the first one's run.
+    with run_lock(out, settings):
+        existing = find_run(out, settings)
+        if existing is not None:
+            served = read_or_quarantine(out, existing, lambda p: load_run(p, cached=True), "stored run")
+            if served is not None:
+                return served
+        return store_run(out, compute_run(cfg, lm, ds, out, progress, caches))

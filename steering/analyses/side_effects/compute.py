@@ -9,7 +9,6 @@ written atomically. The expensive part (neutral text, per layer) resumes from a 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -19,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from steering.analyses.side_effects import neutral, tradeoff
+from steering.core.damage import read_or_quarantine, require_columns
 from steering.core.datasets import Dataset, list_datasets, load_dataset, split_dataset
+from steering.core.files import atomic_write, name_lock
 from steering.core.results import SweepResult
 from steering.core.store import Partial, settings_key
 from steering.engine.models import LoadedModel
@@ -137,14 +138,19 @@ def table(layers, mults, kl_ppl, acc, prob, val_props, test_props) -> pd.DataFra
 
 
 def load(result: SweepResult) -> pd.DataFrame | None:
+    """The stored table, checked (its columns, one row per layer x multiplier); a damaged one is moved to
+    quarantine/ with a note and None is returned, so it is computed again."""
     path = Path(result.run_dir) / FILE
-    return pd.read_parquet(path) if path.exists() and "side_effects" in result.manifest else None
+    if "side_effects" not in result.manifest:
+        return None
+    rows = len(result.layers) * len(result.config.multipliers)
 
+    def read(p: Path) -> pd.DataFrame:
+        df = pd.read_parquet(p)
+        require_columns(df, COLUMNS, FILE, rows, numeric=COLUMNS)
+        return df
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    return read_or_quarantine(Path(result.run_dir).parent, path, read, "side-effect table")
 
 
 def ensure(lm: LoadedModel, result: SweepResult, ds: Dataset, se: SideEffectsConfig, out: str | Path,
@@ -160,11 +166,32 @@ def ensure(lm: LoadedModel, result: SweepResult, ds: Dataset, se: SideEffectsCon
         raise DatasetError(f"multiple-choice set: {e}") from e
     settings = side_settings(result, se, text_sha, mc)
     key = settings_key(settings)
-    stored = result.manifest.get("side_effects", {})
-    df = load(result)
-    if df is not None and stored.get("key") == key:
-        return df, tradeoff.recommend(df, se.kl_budget), True
+    run_dir = Path(result.run_dir)
+    # One writer per run's side effects: a second identical request waits and reads the first one's table;
+    # the manifest's read-modify-write below never loses another writer's update.
+    with name_lock(run_dir.parent, f"{run_dir.name}--side-effects"):
+        stored = _stored_entry(run_dir, result)
+        df = load(result) if stored.get("key") == key else None
+        if df is not None:
+            return df, tradeoff.recommend(df, se.kl_budget), True
+        return _compute(lm, result, ds, se, out, data_dir, progress, texts, mc, settings, key)
 
+
+def _stored_entry(run_dir: Path, result: SweepResult) -> dict:
+    """The manifest's side-effect entry as stored now (another writer may have added it); {} if unusable."""
+    try:
+        entry = json.loads((run_dir / "manifest.json").read_text()).get("side_effects", {})
+    except (OSError, ValueError, AttributeError):
+        entry = result.manifest.get("side_effects", {})
+    if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+        result.manifest["side_effects"] = entry
+        return entry
+    return {}
+
+
+def _compute(lm: LoadedModel, result: SweepResult, ds: Dataset, se: SideEffectsConfig, out: str | Path,
+             data_dir: str | None, progress: PhaseProgress | None, texts, mc: Dataset, settings: dict,
+             key: str) -> tuple[pd.DataFrame, dict, bool]:
     started = time.time()
     layers, mults = result.layers, sorted(result.config.multipliers)
     vectors = {l: v.to(lm.device, lm.dtype) for l, v in result.vectors.items()}
@@ -188,13 +215,13 @@ def ensure(lm: LoadedModel, result: SweepResult, ds: Dataset, se: SideEffectsCon
     rec = tradeoff.recommend(df, se.kl_budget)
 
     run_dir = Path(result.run_dir)
-    _atomic_write(run_dir / FILE, lambda p: df.to_parquet(p, index=False))
+    atomic_write(run_dir / FILE, lambda p: df.to_parquet(p, index=False))
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest["side_effects"] = {"key": key, "settings": settings, "recommendation": rec,
                                 "seconds": round(time.time() - started, 2), "n_texts": len(rows),
                                 "n_text_tokens": int(sum(map(len, rows))), "n_val": int(val.shape[0]), "n_fit": n_fit,
                                 "mc_items": min(se.n_mc, len(mc))}
-    _atomic_write(run_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str)))
+    atomic_write(run_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str)))
     result.manifest.update(side_effects=manifest["side_effects"])
     partial.clear()
     return df, rec, False

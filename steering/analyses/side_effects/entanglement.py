@@ -12,7 +12,6 @@ cells trained are read from the store, not trained again).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from steering.core.config import SweepConfig, check_multipliers
+from steering.core.damage import Damaged, read_or_quarantine, require_columns
 from steering.core.datasets import Dataset, load_dataset
+from steering.core.files import atomic_write, atomic_write_text
 from steering.core.store import settings_key
 from steering.engine.models import LoadedModel
 from steering.errors import SweepError
@@ -89,8 +90,10 @@ def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: Swe
                         "train_variant": base.train_variant, "metric": base.metric, "position": base.position,
                         "rescale": base.rescale, "balance_train": base.balance_train, "system": base.system})
     path = Path(out) / "entanglement" / f"{key}.parquet"
-    if path.exists():
-        return pd.read_parquet(path)
+    names = [d.name for d in loaded]
+    stored = read_or_quarantine(out, path, lambda p: _read_table(p, names), "entanglement table")
+    if stored is not None:
+        return stored
     vectors, runs = [], []
     for i, ds in enumerate(loaded):
         if progress:
@@ -105,11 +108,19 @@ def entanglement(lm: LoadedModel, datasets: Sequence[str], layer: int, base: Swe
     step = (lambda done, total: progress("cross", done, total)) if progress else None
     shift = shift_matrix(lm, vectors, runs, layer, multiplier, step)
     df = frame([d.name for d in loaded], shift).assign(layer=layer, multiplier=multiplier, model=lm.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    (path.with_suffix(".json")).write_text(json.dumps({"datasets": [d.name for d in loaded], "key": key}))
+    # content-addressed by key: identical concurrent computations write identical files, each atomically
+    atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    atomic_write_text(path.with_suffix(".json"), json.dumps({"datasets": names, "key": key}))
+    return df
+
+
+def _read_table(path: Path, names: list[str]) -> pd.DataFrame:
+    """A stored matrix, checked: its columns, and every (X, Y) pair of these concepts once (``Damaged`` if not)."""
+    df = pd.read_parquet(path)
+    require_columns(df, ("steered_with", "measured_on", "shift", "normalised", "layer", "multiplier", "model"),
+                    path.name, len(names) ** 2, numeric=("shift", "normalised", "layer", "multiplier"))
+    if set(zip(df.steered_with, df.measured_on)) != {(x, y) for x in names for y in names}:
+        raise Damaged(f"{path.name} does not hold the matrix of these concepts")
     return df
 
 

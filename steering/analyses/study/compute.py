@@ -23,13 +23,14 @@ from steering.analyses.study import executors
 from steering.analyses.study import stats as study_stats
 from steering.analyses.study.best_layer import choose_best_layer
 from steering.analyses.study.spec import StudySpec, fixed_layer
-from steering.core import jsonfile
 from steering.core.config import SweepConfig
+from steering.core.damage import Damaged, describe, log, report, require_types
 from steering.core.datasets import Dataset, load_dataset, split_dataset
+from steering.core.files import name_lock
 from steering.core.results import SweepResult
 from steering.core.store import settings_key
 from steering.engine.models import LoadedModel
-from steering.errors import DatasetError, SweepError
+from steering.errors import DatasetError, StoreError, SweepError
 
 STUDY_FILES = ("study.json", "datasets.parquet", "examples.parquet")
 
@@ -61,42 +62,134 @@ def study_dir(out: str | Path, name: str) -> Path:
     return studies_root(out) / name
 
 
+DATASET_COLUMNS = study_stats.CELL + ["n", "mean_slope", "median_slope", "frac_anti", "frac_anti_lo",
+                                     "frac_anti_hi", "share_ab", "share_yes", "share_unexplained"]
+EXAMPLE_COLUMNS = study_stats.EXAMPLE_COLUMNS
+NUMERIC = {"layer", "n", "mean_slope", "median_slope", "frac_anti", "frac_anti_lo", "frac_anti_hi", "share_ab",
+           "share_yes", "share_unexplained", "slope", "baseline"}  # a table whose numbers are text is damaged
+
+
+def _check_meta(meta) -> dict:
+    """study.json's content, its shape checked (``Damaged`` names what is wrong)."""
+    require_types(meta, {"spec": dict, "layers": dict, "cells": list}, "study.json")
+    spec = meta["spec"]
+    require_types(spec, {"name": str, "models": list, "datasets": list, "variants": list, "layer_rules": dict},
+                  "study.json spec")
+    if not all(isinstance(m, str) for m in spec["models"] + spec["datasets"]) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p) for p in spec["variants"]):
+        raise Damaged("study.json spec: models, datasets or variants have the wrong types")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in meta["layers"].values()) \
+            or set(meta["layers"]) != set(spec["models"]):
+        raise Damaged("study.json: 'layers' is not one integer per model")
+    if not isinstance(meta.get("dataset_paths", {}), dict) or not isinstance(meta.get("created", ""), str):
+        raise Damaged("study.json: 'dataset_paths' or 'created' has the wrong type")
+    try:
+        StudySpec.from_json(spec)
+    except (TypeError, ValueError, KeyError) as e:
+        raise Damaged(f"study.json spec does not read ({type(e).__name__})") from None
+    return meta
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads((path / "study.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise Damaged(f"study.json does not parse ({type(e).__name__})") from None
+    return _check_meta(meta)
+
+
+def study_problem(path: Path) -> tuple[str, str] | None:
+    """(file, what is wrong) when the stored study at ``path`` cannot be served; None when it can. Cheap:
+    study.json read and checked, the tables' schemas (not their rows) read."""
+    import pyarrow.parquet as pq
+
+    for name in STUDY_FILES:
+        if not (path / name).is_file():
+            return name, f"{name} is missing"
+    try:
+        _read_meta(path)
+    except Damaged as e:
+        return "study.json", str(e)
+    except OSError as e:
+        return "study.json", f"study.json is unreadable ({e.strerror or type(e).__name__})"
+    for name, columns in (("datasets.parquet", DATASET_COLUMNS), ("examples.parquet", EXAMPLE_COLUMNS)):
+        try:
+            schema = pq.read_schema(path / name)
+        except Exception as e:  # noqa: BLE001 - truncated, garbage: any failure to parse is damage
+            return name, f"{name} does not parse ({type(e).__name__})"
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            return name, f"{name} lacks column(s) {', '.join(missing[:4])}"
+        wrong = [c for c in columns if c in NUMERIC and not _is_number(schema.field(c).type)]
+        if wrong:
+            return name, f"{name}: column(s) {', '.join(wrong[:4])} do not hold numbers"
+    return None
+
+
+def _is_number(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+
+
+def _damaged_message(out: str | Path, name: str, problem: tuple[str, str]) -> str:
+    return (f"stored study '{name}' is damaged: {studies_root(out) / name / problem[0]}: {problem[1]}; run the "
+            "study again (its stored cells are reused) and the damaged one is moved to quarantine/")
+
+
 def load_study(out: str | Path, name: str) -> Study:
     path = study_dir(out, name)
-    if not all((path / f).exists() for f in STUDY_FILES):
+    if not path.is_dir():
         known = ", ".join(s["name"] for s in list_studies(out)) or "none yet"
         raise SweepError(f"no stored study '{name}' under {studies_root(out)} (stored: {known})")
-    meta = jsonfile.read(path / "study.json", SweepError)
-    spec = _stored_spec(path, meta)
-    datasets, examples = pd.read_parquet(path / "datasets.parquet"), pd.read_parquet(path / "examples.parquet")
-    if "share_why" not in datasets:  # stored when an undefined share read 1.0 or 0: recompute from the examples
-        datasets = study_stats.dataset_rows(examples, seed=spec.seed)
-    return Study(path, spec, meta, datasets, examples)
+    problem = study_problem(path)
+    if problem is None:
+        reading, tables = "study.json", {}
+        try:
+            meta = _read_meta(path)
+            for reading in ("datasets.parquet", "examples.parquet"):
+                tables[reading] = pd.read_parquet(path / reading)
+            spec, datasets = StudySpec.from_json(meta["spec"]), tables["datasets.parquet"]
+            if "share_why" not in datasets:  # stored when an undefined share read 1.0 or 0: recompute them
+                datasets = study_stats.dataset_rows(tables["examples.parquet"], seed=spec.seed)
+            return Study(path, spec, meta, datasets, tables["examples.parquet"])
+        except Exception as e:  # noqa: BLE001 - rows that do not read: damage the cheap check missed
+            problem = (reading, describe(e))
+    raise StoreError(_damaged_message(out, name, problem))
 
 
-def _stored_spec(path: Path, meta: dict) -> StudySpec:
-    try:
-        return StudySpec.from_json(meta["spec"])
-    except (KeyError, TypeError, AttributeError) as e:  # a study.json that is not one this code wrote
-        raise SweepError(f"{path / 'study.json'}: not a study's record ({type(e).__name__}: {e}); "
-                         "move the study away or run it again with --replace") from None
+def scan_studies(out: str | Path) -> tuple[list[dict], list[dict]]:
+    """(summaries of the servable studies under ``out``, newest first; the damaged ones as
+    {"name", "path", "file", "reason", "message"}). A damaged study never hides the others."""
+    root = studies_root(out)
+    found, damaged = [], []
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if not d.is_dir() or d.name.startswith("."):
+                continue
+            problem = study_problem(d)
+            meta = None
+            if problem is None:
+                try:
+                    meta = _read_meta(d)
+                except (Damaged, OSError) as e:  # replaced between the check and this read
+                    problem = ("study.json", str(e))
+            if problem is not None:
+                damaged.append({"name": d.name, "path": str(d), "file": problem[0], "reason": problem[1],
+                                "message": _damaged_message(out, d.name, problem)})
+                continue
+            spec = meta["spec"]
+            found.append({"name": d.name, "path": str(d), "created": meta.get("created", ""),
+                          "models": spec["models"], "n_datasets": len(spec["datasets"]),
+                          "n_pairs": len(spec["variants"]), "n_cells": len(meta.get("cells", [])),
+                          "layers": meta.get("layers", {})})
+    return sorted(found, key=lambda s: s["created"], reverse=True), damaged
 
 
 def list_studies(out: str | Path) -> list[dict]:
-    """Summaries of the complete studies under ``out``, newest first."""
-    root = studies_root(out)
-    found = []
-    if root.is_dir():
-        for d in root.iterdir():
-            if d.is_dir() and not d.name.startswith(".") and all((d / f).exists() for f in STUDY_FILES):
-                meta = jsonfile.read(d / "study.json", SweepError)
-                _stored_spec(d, meta)  # a damaged record is named here, not as a KeyError below
-                spec = meta["spec"]
-                found.append({"name": d.name, "path": str(d), "created": meta.get("created", ""),
-                              "models": spec["models"], "n_datasets": len(spec["datasets"]),
-                              "n_pairs": len(spec["variants"]), "n_cells": len(meta.get("cells", [])),
-                              "layers": meta.get("layers", {})})
-    return sorted(found, key=lambda s: s["created"], reverse=True)
+    """Summaries of the complete, readable studies under ``out``, newest first (``scan_studies`` also
+    names the damaged ones)."""
+    return scan_studies(out)[0]
 
 
 def load_datasets(spec: StudySpec) -> dict[str, Dataset]:
@@ -162,7 +255,7 @@ def _write(path: Path, meta: dict, frames: dict[str, pd.DataFrame]) -> None:
             df.to_parquet(tmp / name, index=False)
         (tmp / "study.json").write_text(json.dumps(meta, indent=2, default=str))
         if path.exists():
-            old = path.parent / f".old-{path.name}-{os.getpid()}"
+            old = Path(tempfile.mkdtemp(prefix=f".old-{path.name}-", dir=path.parent))  # unique per writer
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -179,15 +272,31 @@ def run_study(spec: StudySpec, out: str | Path = "results", progress: Callable[[
     """Run (or resume) a study and store it; a stored study of the same spec is read back as it is."""
     spec.validate()
     path = study_dir(out, spec.name)
-    if (path / "study.json").exists():
-        meta = jsonfile.read(path / "study.json", SweepError)
-        _stored_spec(path, meta)
-        stored = meta["spec"]
-        if stored == spec.to_json() and all((path / f).exists() for f in STUDY_FILES):
-            return load_study(out, spec.name)
-        if stored != spec.to_json() and not replace:
-            raise SweepError(f"a study named '{spec.name}' exists with other settings: choose another name "
-                             "(or replace it)")
+
+    def waiting() -> None:
+        log.warning(f"another process is writing study '{spec.name}'; waiting for it to finish")
+        if progress:
+            progress(f"waiting for another writer of study '{spec.name}'", 0, 1)
+
+    # One writer per study name: a second one waits, then finds the first one's study (identical: served;
+    # other settings: refused unless replace). Released when the block ends, or the process dies.
+    with name_lock(studies_root(out), spec.name, on_wait=waiting):
+        if path.exists():
+            problem = study_problem(path)
+            if problem is not None:  # its spec may be unreadable: keep it aside and compute this one
+                report(out, path, problem[1], "stored study", after="the study is computed again")
+            else:
+                stored = _read_meta(path)["spec"]
+                if stored == spec.to_json():
+                    return load_study(out, spec.name)
+                if not replace:
+                    raise SweepError(f"a study named '{spec.name}' exists with other settings: choose another "
+                                     "name, or replace it (--replace)")
+        return _compute(spec, out, path, progress, executor, models, caches, **executor_options)
+
+
+def _compute(spec: StudySpec, out: str | Path, path: Path, progress, executor: str,
+             models: dict[str, LoadedModel] | None, caches, **executor_options) -> Study:
     try:
         datasets = load_datasets(spec)
     except DatasetError as e:

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from steering.core.datasets import Example
+from steering.core.files import atomic_write, mkdir_robust
 from steering.core.metrics import ols_fit
 from steering.core.prompts import EncodedPair
 from steering.core.swap import encode_for_metric, swap_example
@@ -59,16 +60,23 @@ class Stages:
         f = self.dir / f"diag-{name}.npz" if self.dir is not None else None
         if f is None or not f.exists():
             return None
-        with np.load(f, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except Exception:  # noqa: BLE001 - a damaged stage of an unfinished run is computed again
+            f.unlink(missing_ok=True)
+            return None
 
     def put(self, name: str, **arrays: np.ndarray) -> None:
         if self.dir is None:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".diag-{name}.tmp.npz"
-        np.savez(tmp, **arrays)
-        tmp.replace(self.dir / f"diag-{name}.npz")
+        mkdir_robust(self.dir)
+        atomic_write(self.dir / f"diag-{name}.npz", lambda p: _savez(p, arrays))
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would otherwise append ".npz" to the name
+        np.savez(f, **arrays)
 
 
 def random_vectors(vector: torch.Tensor, k: int, seed: int) -> torch.Tensor:
