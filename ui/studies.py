@@ -11,7 +11,7 @@ import streamlit as st
 from steering.analyses.study.compute import Study, list_studies, load_study, run_study
 from steering.analyses.study.executors import available_executors, study_measure
 from steering.analyses.study.spec import StudySpec
-from ui import state
+from ui import demo, state
 from ui.compute import run
 
 KEYS = {"study": None, "study_model": None, "study_pair": "BASE->BASE", "study_concept": None,
@@ -83,6 +83,7 @@ def open_cell(study: Study, model: str, dataset: str, pair: tuple[str, str], pag
 
 def start(spec: StudySpec, executor: str, lm) -> Study:
     """Run or resume ``spec`` with a progress bar; finished cells come from the store."""
+    demo.check_study(spec, executor)  # demo mode: cells, items, multipliers and the executor are bounded
     state.put("study_pending", {"spec": spec.to_json(), "executor": executor})
     t0 = time.time()
     models = {lm.name: lm} if lm is not None else None
@@ -107,7 +108,7 @@ def pending() -> tuple[StudySpec, str] | None:
 
 
 def executors() -> list[str]:
-    return available_executors()
+    return demo.executors(available_executors())
 
 
 def data_dir_of(spec: StudySpec) -> str:

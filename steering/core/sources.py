@@ -126,6 +126,19 @@ def _download(src: Source, dest: Path, timeout: float) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _destination(src: Source, cache: Path) -> Path:
+    """Where a source is stored: a file strictly inside the cache. '.', an absolute path or one that
+    leaves the cache would write over the cache itself or outside it."""
+    rel, root = Path(src.path), cache.resolve()
+    dest = (cache / rel).resolve()
+    why = ("is absolute" if rel.is_absolute() or rel.drive else "leaves the cache directory"
+           if not dest.is_relative_to(root) else "is the cache directory itself" if dest == root else None)
+    if why:
+        raise DatasetError(f"{src.name}: path '{src.path}' in the source registry {why}: give a file path "
+                           "relative to the cache")
+    return dest
+
+
 def fetch(
     name: str,
     cache_dir: str | Path = DEFAULT_CACHE_DIR,
@@ -141,9 +154,7 @@ def fetch(
     cache = Path(cache_dir).expanduser()
     for companion in src.companions:
         fetch(companion, cache, registry=registry, timeout=timeout)
-    dest = (cache / src.path).resolve()
-    if not dest.is_relative_to(cache.resolve()):  # a registry path must not escape the cache
-        raise DatasetError(f"{src.name}: path '{src.path}' leaves the cache directory")
+    dest = _destination(src, cache)
     if dest.is_file():
         if _sha256_file(dest) == src.sha256:
             return dest
