@@ -19,7 +19,8 @@ RESULT_KEY = "imported_vector_result"
 
 def _evaluate(ctx: state.Context, name: str, data: bytes):
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(name).name
+        safe = Path(name).name  # a visitor-sent file name: no directory part, and never '.' or '..'
+        path = Path(tmp) / (safe if safe not in ("", ".", "..") else "upload")
         path.write_bytes(data)
         vectors, info = read_vectors(path)
         layers = [lay for lay in info["layers"] if lay < ctx.lm.n_layers]
