@@ -232,7 +232,8 @@ def open_page(page: str | None) -> AppTest:
 
 @pytest.fixture(scope="module")
 def stored(world):
-    """A stored run and study (made in demo mode through the page), so pages show their full inputs."""
+    """Stored runs (one layer, all layers) and a study, made in demo mode through the pages, so that every
+    page shows all its inputs."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STEERING_DEMO", "1")
         mp.setenv("STEERING_MODEL", "tiny-random")
@@ -240,6 +241,8 @@ def stored(world):
         mp.setenv("STEERING_RESULTS", str(world["base"] / "results"))
         at = open_page(None)
         at.button(key="compute_layer").click().run()
+        at.switch_page("pages/2_Layer_sweep.py").run()
+        at.button(key="sweep_all").click().run()
         at.switch_page("pages/7_Study_overview.py").run()
         at.text_input(key="w_form_name").set_value("stored")
         at.text_input(key="w_form_datasets").set_value("corrigibility-demo,optimism-demo")

@@ -83,11 +83,11 @@ def open_cell(study: Study, model: str, dataset: str, pair: tuple[str, str], pag
 
 def start(spec: StudySpec, executor: str, lm) -> Study:
     """Run or resume ``spec`` with a progress bar; finished cells come from the store."""
-    demo.check_study(spec, executor)  # demo mode: cells, items, multipliers and the executor are bounded
     state.put("study_pending", {"spec": spec.to_json(), "executor": executor})
     t0 = time.time()
     models = {lm.name: lm} if lm is not None else None
     try:  # the shared model, when the study uses it, stays loaded until the study has finished
+        demo.check_study(spec, executor)  # demo mode: cells, items, multipliers and the executor are bounded
         study = run(lambda progress: run_study(spec, state.results_dir(), progress=progress, executor=executor,
                                                models=models, caches=state.cache_store()),
                     model=lm.name if lm is not None else None, measure=study_measure, start="Starting the study…")
