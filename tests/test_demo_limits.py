@@ -195,7 +195,7 @@ def test_a_waiting_job_is_dropped_when_its_session_ends(demo, monkeypatch):
         at = open_page(None)
         calls = {"n": 0}
 
-        def alive() -> bool:  # the tab closes while the job waits
+        def alive(*session) -> bool:  # the tab closes while the job waits
             calls["n"] += 1
             return calls["n"] < 3
 
@@ -227,3 +227,17 @@ def test_a_registry_path_must_be_a_file_inside_the_cache(tmp_path, path, why):
     assert list(cache.iterdir()) == [] and not (tmp_path / "xq-out.json").exists()
     ok = S._destination(S.Source("ok", "file:///x", "caa", "0" * 64, "a/../b/c.json"), cache)
     assert ok == (cache / "b" / "c.json").resolve()
+
+
+def test_liveness_is_asked_of_the_ticket_owners_session(monkeypatch):
+    """Another visitor's thread drops a closed tab's ticket: the check names the owner's session, not the
+    session of the thread that happens to ask."""
+    import types
+
+    import ui.compute
+
+    connected = {"a"}
+    server = types.SimpleNamespace(is_active_session=lambda sid: sid in connected)
+    monkeypatch.setattr(ui.compute, "runtime", types.SimpleNamespace(exists=lambda: True, get_instance=lambda: server))
+    assert ui.compute.session_alive("a") and not ui.compute.session_alive("b")
+    assert ui.compute.session_alive()  # no script context here (a test thread): nothing to ask, so alive

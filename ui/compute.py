@@ -33,18 +33,21 @@ QUEUE = jobs.JobQueue(slots=None)  # one per server process; its slots follow th
 _held = threading.local()  # a computation inside another one of the same script run does not queue again
 
 
-def session_alive() -> bool:
-    """Whether this script's browser session is still connected (True where no server can tell: tests)."""
-    ctx = get_script_run_ctx(suppress_warning=True)
-    if ctx is None or not runtime.exists():
+def session_alive(session_id: str | None = None) -> bool:
+    """Whether a browser session (default: this script's) is still connected; True where no server can tell
+    (tests, bare mode)."""
+    if session_id is None:
+        ctx = get_script_run_ctx(suppress_warning=True)
+        session_id = ctx.session_id if ctx is not None else None
+    if session_id is None or not runtime.exists():
         return True
-    return runtime.get_instance().is_active_session(ctx.session_id)
+    return runtime.get_instance().is_active_session(session_id)
 
 
 def waiting_line(n: int) -> str:
     return (f"Waiting: {n} job{'s' if n != 1 else ''} ahead of yours. This server runs "
             f"{QUEUE.slots} computation{'s' if QUEUE.slots != 1 else ''} at a time, first come first served; "
-            "yours starts by itself. Leaving this page drops it.")
+            "yours starts by itself. Leaving this page gives up your place.")
 
 
 def _turn(line: Callable[[int], None]):
@@ -52,10 +55,14 @@ def _turn(line: Callable[[int], None]):
     QUEUE.slots = demo.job_slots()
     if getattr(_held, "ticket", False) or QUEUE.slots is None:
         return nullcontext()
-    alive = session_alive  # checked by every waiter, so a closed tab's ticket is dropped for all
+    ctx = get_script_run_ctx(suppress_warning=True)
+    owner = ctx.session_id if ctx is not None else None
+
+    def alive() -> bool:  # bound to this session: every waiter asks it, so a closed tab is dropped for all
+        return session_alive(owner)
 
     def on_wait(n: int) -> None:
-        if not session_alive():
+        if not alive():
             st.stop()
         line(n)
 
