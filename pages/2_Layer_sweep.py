@@ -7,8 +7,9 @@ from steering.run.diagnostics import figures as diag_figures
 from ui import diagnostics, page, runs, state, views
 
 
-def _pick_layer() -> None:
-    state.put("layer", int(st.session_state["w_pick_layer"]))  # the sidebar layer follows
+def _pick_layer(layers: list[int]) -> None:
+    if st.session_state["w_pick_layer"] in layers:  # a forged message may send anything else: ignored
+        state.put("layer", int(st.session_state["w_pick_layer"]))  # the sidebar layer follows
 
 
 def split_half(ctx: state.Context) -> None:
@@ -39,8 +40,9 @@ def body(ctx: state.Context) -> None:
     st.markdown(f"Largest mean steerability at **layer {int(best.layer)}** ({best.mean_slope:.3g}); "
                 f"fewest anti-steerable items at **layer {int(safest.layer)}** ({safest.frac_anti:.0%}).")
     st.session_state["w_pick_layer"] = ctx.layer
-    st.selectbox("Layer (sets the sidebar layer for every page)", options=list(table.layer.astype(int)),
-                 key="w_pick_layer", on_change=_pick_layer,
+    layers = [int(layer) for layer in table.layer]
+    st.selectbox("Layer (sets the sidebar layer for every page)", options=layers,
+                 key="w_pick_layer", on_change=_pick_layer, args=(layers,),
                  format_func=lambda l: f"layer {l}: mean slope {table.set_index('layer').mean_slope[l]:.3g}, "
                                        f"{table.set_index('layer').frac_anti[l]:.0%} anti-steerable")
     left, right = st.columns(2)

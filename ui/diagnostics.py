@@ -18,7 +18,7 @@ from steering.core.store import find_run, settings_key
 from steering.run.diagnostics import stats as diag_stats
 from steering.run.diagnostics.compute import load_frames
 from steering.run.sweep import run_sweep
-from ui import state
+from ui import demo, state
 from ui.compute import run
 
 NULL_K = 8  # what the dashboard offers
@@ -49,6 +49,7 @@ def stored(ctx: state.Context, layers: list[int] | None = None, only_split: bool
 
 def compute(ctx: state.Context, layers: list[int] | None = None, only_split: bool = False) -> SweepResult:
     cfg = config(ctx, layers if layers is not None else [ctx.layer], only_split)
+    demo.check_sweep(cfg)  # demo mode: layers, items and multipliers are bounded
     result = run(lambda progress: run_sweep(cfg, lm=ctx.lm, out=state.results_dir(), progress=progress,
                                             caches=state.cache_store(), dataset=ctx.dataset),
                  model=ctx.lm.name, labels=PHASES, start="Starting diagnostics…")

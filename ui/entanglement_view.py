@@ -9,7 +9,7 @@ from steering.analyses.side_effects import entanglement as ent
 from steering.analyses.side_effects import figures as side_figures
 from steering.analyses.study.compute import list_studies
 from steering.errors import InputError
-from ui import side, state, studies, views
+from ui import demo, side, state, studies, views
 
 
 def section(ctx: state.Context) -> None:
@@ -19,7 +19,7 @@ def section(ctx: state.Context) -> None:
                       key="w_ent_source")
     mult = st.number_input("Multiplier", value=1.0, step=0.5, key="w_ent_mult")
     if source == "a stored study":
-        study = studies.load(st.selectbox("Study", found, key="w_ent_study"))
+        study = studies.load(demo.check_stored_study(st.selectbox("Study", found, key="w_ent_study"), found))
         c = st.columns(2)
         model = c[0].selectbox("Model", study.spec.models, key="w_ent_model")
         pair = c[1].selectbox("Variant pair", [tuple(p) for p in study.spec.variants], format_func=studies.pair_label,

@@ -10,7 +10,7 @@ import streamlit as st
 from steering.errors import ControlVectorError
 from steering.interop.controlvec import evaluate_vectors, read_vectors
 from steering.run import figures
-from ui import failures, state
+from ui import demo, failures, state
 from ui.compute import run
 from ui.runs import PHASES
 
@@ -19,13 +19,15 @@ RESULT_KEY = "imported_vector_result"
 
 def _evaluate(ctx: state.Context, name: str, data: bytes):
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(name).name
+        safe = Path(name).name  # a visitor-sent file name: no directory part, and never '.' or '..'
+        path = Path(tmp) / (safe if safe not in ("", ".", "..") else "upload")
         path.write_bytes(data)
         vectors, info = read_vectors(path)
         layers = [lay for lay in info["layers"] if lay < ctx.lm.n_layers]
         if not layers:
             raise ControlVectorError(f"{name}: layers {info['layers']} are beyond {ctx.lm.name}'s "
                                      f"{ctx.lm.n_layers} layers")
+        demo.check_sweep(ctx.config(layers))  # demo mode: layers, items and multipliers are bounded
         result = run(lambda progress: evaluate_vectors(path, ctx.lm, ctx.dataset, ctx.config(layers),
                                                        out=state.results_dir(), progress=progress),
                      model=ctx.lm.name, labels=PHASES, start="Evaluating the imported vector on the test split…")

@@ -18,7 +18,7 @@ from steering.core.results import SweepResult, load_run
 from steering.core.store import find_run, quarantine, settings_key
 from steering.run.live import live_propensities
 from steering.run.sweep import run_sweep
-from ui import state
+from ui import demo, state
 from ui.compute import run
 
 Scope = Literal["layer", "all"]
@@ -72,6 +72,7 @@ def current(ctx: state.Context) -> SweepResult | None:
 def compute(ctx: state.Context, scope: Scope, layer: int | None = None) -> SweepResult:
     """Run (or fetch) the sweep with a progress bar for its phases."""
     cfg = ctx.config(_layers(ctx, scope, layer))
+    demo.check_sweep(cfg)  # demo mode: layers, items and multipliers are bounded
     result = run(lambda progress: run_sweep(cfg, lm=ctx.lm, out=state.results_dir(), progress=progress,
                                             caches=state.cache_store(), dataset=ctx.dataset),
                  model=ctx.lm.name, labels=PHASES)

@@ -93,9 +93,13 @@ def put(name: str, value: Any) -> None:
     st.session_state[f"s_{name}"] = value
 
 
-def _commit(name: str, parse: Callable[[Any], Any] | None) -> None:
-    """Widget callback: copy the widget's value to its ``s_`` key (parsed; a parse error is kept for display)."""
+def _commit(name: str, parse: Callable[[Any], Any] | None, options: list | None = None) -> None:
+    """Widget callback: copy the widget's value to its ``s_`` key (parsed; a parse error is kept for display).
+
+    A choice widget's value that is not one of its options (only a forged message sends one) is ignored."""
     raw = st.session_state[f"w_{name}"]
+    if options is not None and raw not in options:
+        return
     try:
         value = parse(raw) if parse else raw
     except Exception as e:  # noqa: BLE001 - a callback: an escaping bug would be a traceback in the page
@@ -112,7 +116,8 @@ def bound(widget: Callable[..., Any], label: str, name: str, *, fmt: Callable[[A
     """Draw ``widget`` (e.g. ``st.sidebar.selectbox``) bound to setting ``name``; returns the setting's value."""
     wkey = f"w_{name}"
     st.session_state[wkey] = st.session_state.get(f"raw_{name}", fmt(get(name)) if fmt else get(name))
-    widget(label, key=wkey, on_change=_commit, args=(name, parse), **kwargs)
+    options = list(kwargs["options"]) if "options" in kwargs else None
+    widget(label, key=wkey, on_change=_commit, args=(name, parse, options), **kwargs)
     return get(name)
 
 

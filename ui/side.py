@@ -8,7 +8,7 @@ import pandas as pd
 from steering.analyses.side_effects import compute as side_effects
 from steering.analyses.side_effects import entanglement as ent
 from steering.core.results import SweepResult
-from ui import state
+from ui import demo, state
 from ui.compute import run
 
 SIDE = state.SessionMemo("side_effects", 4)
@@ -28,14 +28,24 @@ def stored(result: SweepResult) -> pd.DataFrame | None:
 
 
 def compute(ctx: state.Context, result: SweepResult, se: side_effects.SideEffectsConfig) -> pd.DataFrame:
-    df, _, _ = run(lambda progress: side_effects.ensure(ctx.lm, result, ctx.dataset, se, state.results_dir(),
-                                                        state.get("data_dir") or None, progress),
-                   model=ctx.lm.name, labels=PHASES)
+    demo.check_sweep(result.config, len(result.layers))  # demo mode: bounded like the run itself
+    try:
+        df, _, _ = run(lambda progress: side_effects.ensure(ctx.lm, result, ctx.dataset, se, state.results_dir(),
+                                                            state.get("data_dir") or None, progress),
+                       model=ctx.lm.name, labels=PHASES)
+    except Exception as e:  # demo mode: the capability set's parse error is not quoted back
+        quiet = demo.quiet(e)
+        if quiet is e:
+            raise
+        raise quiet from None
     return SIDE.put((result.manifest["key"], result.manifest["side_effects"]["key"]), df)
 
 
 def entanglement(ctx: state.Context, paths: list[str], multiplier: float, compute: bool) -> pd.DataFrame | None:
     """The matrix for these concepts at the sidebar layer: memoised, from the store, or computed on request."""
+    if compute:  # demo mode: offered concepts only, and not too many
+        demo.check_dataset_keys(paths, state.get("data_dir"))
+        demo.check_sweep(ctx.config([ctx.layer]))
     return _matrix(ctx.lm.name, lambda: ctx.lm, paths, ctx.layer, ctx.config([ctx.layer]), multiplier, compute,
                    ctx.settings)
 
@@ -44,6 +54,8 @@ def study_entanglement(study, model: str, pair: tuple[str, str], multiplier: flo
                        compute: bool) -> pd.DataFrame | None:
     """The matrix over a stored study's concepts at its layer for ``model``; its runs' vectors are reused."""
     paths, layer, base = ent.from_study(study, model, pair)
+    if compute:
+        demo.check_concepts(len(paths))
     context = ("study", study.meta["key"], model, pair)
     return _matrix(model, lambda: state.model(model), paths, layer, base, multiplier, compute, context)
 

@@ -9,7 +9,7 @@ from steering.analyses.side_effects import figures as side_figures
 from steering.analyses.side_effects import tradeoff
 from steering.analyses.side_effects.compute import SideEffectsConfig
 from steering.run import figures
-from ui import side, state, views
+from ui import demo, side, state, views
 
 FORM_FIELDS = ("text", "n_texts", "text_tokens", "n_mc")  # what the settings form sets
 COSTS = {"kl": "KL on neutral text", "ppl_ratio": "perplexity ratio", "mc_drop": "capability drop"}
@@ -38,6 +38,7 @@ def settings_form() -> SideEffectsConfig:
         n_mc = c[2].slider("Multiple-choice items", 10, 200, SideEffectsConfig.n_mc, step=10, key="w_se_mc")
         st.caption("Capability: TruthfulQA mc1 when the data directory has it, else the bundled general-knowledge "
                    "set (data/mc). Steering applies at every position of the neutral text.")
+    text = demo.check_choice(text, list(options), "neutral text")  # a source name, never a path
     return SideEffectsConfig(text=text or None, n_texts=n_texts, text_tokens=tokens, n_mc=n_mc)
 
 

@@ -86,7 +86,7 @@ def _split_section(ds: state.Dataset) -> bool:
     if len(ds) < 2:
         st.sidebar.error(f"{ds.name} has {len(ds)} item(s): a train/test split needs at least 2.")
         return False
-    max_train, max_test = state.split_limits(ds)
+    max_train, max_test = (min(n, demo.item_cap() or n) for n in state.split_limits(ds))
     n_train, n_test = state.get("n_train"), state.get("n_test")
     changed = st.session_state.get("s_split_for") not in (None, state.get("dataset"))
     st.session_state["s_split_for"] = state.get("dataset")
@@ -97,7 +97,7 @@ def _split_section(ds: state.Dataset) -> bool:
     state.put("n_train", n_train)
     state.put("n_test", n_test)
     if ds.fixed_split is None:
-        max_test = max(1, len(ds) - n_train)
+        max_test = min(max(1, len(ds) - n_train), demo.item_cap() or len(ds))
     c1, c2 = st.sidebar.columns(2)
     state.bound(c1.number_input, "Train items", "n_train", min_value=1, max_value=max_train, step=1)
     state.bound(c2.number_input, "Test items", "n_test", min_value=1, max_value=max_test, step=1,
@@ -108,7 +108,7 @@ def _split_section(ds: state.Dataset) -> bool:
 def _advanced_section() -> None:
     with st.sidebar.expander("Advanced settings"):
         state.bound(st.text_input, "Multipliers (grid for the slope fit)", "multipliers",
-                    fmt=state.format_multipliers, parse=state.parse_multiplier_text,
+                    fmt=state.format_multipliers, parse=demo.parse_multipliers,
                     help="Comma-separated, e.g. -1.5, -1, -0.5, 0, 0.5, 1, 1.5 (the paper's grid).")
         if state.error_of("multipliers"):
             st.error(state.error_of("multipliers"))

@@ -14,8 +14,9 @@ from steering.core.config import (
     check_multipliers,
     parse_multipliers,
 )
-from steering.core.datasets import DEFAULT_DATASET, Dataset, load_dataset
+from steering.core.datasets import DEFAULT_DATASET, Dataset
 from steering.engine.models import LoadedModel
+from ui import demo
 from ui.resources import cache_store, dataset_infos, model  # noqa: F401 - re-exported for pages
 from ui.session import (  # noqa: F401 - re-exported for pages
     SessionMemo,
@@ -30,7 +31,7 @@ from ui.session import (  # noqa: F401 - re-exported for pages
     results_dir,
 )
 
-UPLOAD_PREFIX = "upload:"
+UPLOAD_PREFIX = demo.UPLOAD_PREFIX
 
 
 def format_multipliers(values: list[float]) -> str:
@@ -70,7 +71,7 @@ def default_dataset_key(choices: list[Choice]) -> str:
 def resolve_dataset(key: str) -> Dataset:
     if key.startswith(UPLOAD_PREFIX):
         return get("uploads")[key[len(UPLOAD_PREFIX):]]
-    return load_dataset(key)
+    return demo.load_offered(key, get("data_dir"))  # demo mode: only a file the concept list offers
 
 
 def split_limits(ds: Dataset) -> tuple[int, int]:

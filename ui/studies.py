@@ -13,7 +13,7 @@ from steering.analyses.study.compute import Study, load_study, run_study, scan_s
 from steering.analyses.study.executors import available_executors, study_measure
 from steering.analyses.study.spec import StudySpec
 from steering.errors import StoreError
-from ui import state
+from ui import demo, state
 from ui.compute import run
 
 KEYS = {"study": None, "study_model": None, "study_pair": "BASE->BASE", "study_concept": None,
@@ -104,6 +104,7 @@ def start(spec: StudySpec, executor: str, lm) -> Study:
     t0 = time.time()
     models = {lm.name: lm} if lm is not None else None
     try:  # the shared model, when the study uses it, stays loaded until the study has finished
+        demo.check_study(spec, executor)  # demo mode: cells, items, multipliers and the executor are bounded
         study = run(lambda progress: run_study(spec, state.results_dir(), progress=progress, executor=executor,
                                                models=models, caches=state.cache_store()),
                     model=lm.name if lm is not None else None, measure=study_measure, start="Starting the study…")
@@ -124,7 +125,7 @@ def pending() -> tuple[StudySpec, str] | None:
 
 
 def executors() -> list[str]:
-    return available_executors()
+    return demo.executors(available_executors())
 
 
 def data_dir_of(spec: StudySpec) -> str:

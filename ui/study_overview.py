@@ -6,9 +6,10 @@ from __future__ import annotations
 import streamlit as st
 
 from steering.analyses.study import spec as study_spec
-from ui import state, studies
+from ui import demo, state, studies
 
 STEER_PAGE, INSPECT_PAGE = "pages/1_Steerability.py", "pages/3_Inspect_examples.py"
+VARIANT_SETS = ["id", "id,ood", "all"]
 
 
 def form(ctx: state.Context, expanded: bool) -> None:
@@ -28,7 +29,7 @@ def form(ctx: state.Context, expanded: bool) -> None:
             )
             variants = c[2].selectbox(
                 "Prompt variants",
-                ["id", "id,ood", "all"],
+                VARIANT_SETS,
                 index=1,
                 help="id = BASE->BASE; ood = BASE->SYS_POS/SYS_NEG/USER_POS/USER_NEG; all = every train x test pair",
             )
@@ -46,13 +47,15 @@ def form(ctx: state.Context, expanded: bool) -> None:
             go = st.form_submit_button("Run study", type="primary", key="w_form_run")
         if go:
             s = ctx.settings
+            data_dir = state.get("data_dir") or None
+            # every field a visitor sent passes the demo policy first (names only, bounded, fixed messages)
             spec = study_spec.make_spec(
-                name.strip(),
+                demo.check_study_name(name),
                 ctx.lm.name,
-                datasets,
-                variants,
-                layer,
-                state.get("data_dir") or None,
+                demo.resolve_dataset_names(datasets, data_dir),
+                demo.check_choice(variants, VARIANT_SETS, "prompt-variant set"),
+                demo.check_layer_text(layer),
+                data_dir,
                 multipliers=list(s.multipliers),
                 n_train=int(n_train),
                 n_test=int(n_test),
@@ -61,7 +64,7 @@ def form(ctx: state.Context, expanded: bool) -> None:
                 metric=s.metric,
                 balance_train=s.balance_train,
             )
-            studies.start(spec, executor, ctx.lm)
+            studies.start(spec, demo.check_choice(executor, studies.executors(), "executor"), ctx.lm)
             st.rerun()
 
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from steering.core.datasets import list_unreadable
 from steering.errors import DatasetError
+from ui import demo
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -22,5 +23,8 @@ def show(data_dir: str | None) -> None:
     if not bad:
         return
     with st.sidebar.expander(f"{len(bad)} file(s) not read as datasets"):
+        if demo.enabled():  # a reason can quote the file and a path shows the server's layout
+            st.caption(", ".join(sorted({name for name, _, _ in bad})))
+            return
         for name, path, reason in bad:
             st.caption(f"**{name}** — {reason}  \n`{path}`")
