@@ -194,9 +194,9 @@ def test_a_bug_in_import_exits_1_naming_its_log(tiny_cli, vector_file, capsys, t
 
 @pytest.mark.parametrize("damage, words", [
     (lambda p: p.write_bytes(b"not a safetensors file"), "not a readable safetensors file"),
-    (lambda p: p.with_suffix(".json").write_text("{not json"), "v.json: not valid JSON"),
-    (lambda p: p.with_suffix(".json").write_text("[1, 2]"), "v.json: expected a JSON object, found list"),
-    (lambda p: p.with_suffix(".json").write_text('{"model": "m"}'), "v.json: not a vector sidecar"),
+    (lambda p: p.with_suffix(".json").write_text("{not json"), "v.json: the sidecar is not readable JSON"),
+    (lambda p: p.with_suffix(".json").write_text("[1, 2]"), "v.json: the sidecar is not a JSON object"),
+    (lambda p: p.with_suffix(".json").write_text('{"model": "m"}'), "v.json: the sidecar lacks 'model' or 'layers'"),
 ])
 def test_a_damaged_vector_file_is_bad_input(tiny_cli, vector_file, capsys, tmp_path, damage, words):
     """These were a SafetensorError, a JSONDecodeError and TypeErrors: internal errors until read as input."""

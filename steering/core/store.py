@@ -36,13 +36,18 @@ READABLE_BYTES = 120  # of a run directory's name before its key: with ".partial
 
 
 def run_dir_name(settings: dict) -> str:
+    """``<dataset>--<model>--<key>`` of a run's settings (see ``bounded_run_name``)."""
+    return bounded_run_name(settings["dataset_name"], settings["model"], settings_key(settings))
+
+
+def bounded_run_name(dataset_name: str, model: str, key: str) -> str:
     """``<dataset>--<model>--<key>``; a readable part longer than READABLE_BYTES is cut (the key keeps the name
     unique), so a long dataset file name can never fail with "File name too long" after the work is done."""
-    model = Path(str(settings["model"])).name.replace("/", "_")
-    readable = f"{settings['dataset_name']}--{model}"
+    model = Path(str(model)).name.replace("/", "_")
+    readable = f"{dataset_name}--{model}"
     if len(readable.encode()) > READABLE_BYTES:
         readable = readable.encode()[:READABLE_BYTES].decode("utf-8", "ignore") + "~"
-    return f"{readable}--{settings_key(settings) if 'seed' in settings else '0' * 16}"  # no key yet: its length
+    return f"{readable}--{key}"
 
 
 def find_run(root: str | Path, settings: dict, on_damage: Callable[[str], None] | None = None) -> Path | None:

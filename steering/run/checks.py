@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from steering.core.store import run_dir_name
+from steering.core.store import bounded_run_name
 from steering.engine.devices import check_device
 from steering.engine.modelfiles import (
     check_hf_available,
@@ -117,7 +117,7 @@ def precheck_sweep(model: str, dataset_name: str, layers: str | None, seed: int,
         raise ValidationError(f"n_train={n_train} and n_test={n_test}: both must be at least 1")
     check_device(device)
     check_layer_spec(layers, None)  # syntax first: a typo is reported even when the model is unknown
-    check_out_dir(out, [run_dir_name({"dataset_name": dataset_name, "model": model})])
+    check_out_dir(out, [bounded_run_name(dataset_name, model, "0" * 16)])  # a key is 16 hex digits
     check_hf_available(model)
     n_layers, context = model_shape(model)
     check_layer_spec(layers, n_layers)  # against the model's config or gguf header when it can be read
