@@ -21,6 +21,7 @@ from steering.core.config import (
     DEFAULT_POSITION,
     DEFAULT_VARIANT,
 )
+from steering.core.prompts import DEMO_PROMPT
 from steering.core.registry import DEFAULT_MODEL
 from ui import failures
 
@@ -66,7 +67,7 @@ def defaults() -> dict[str, Any]:
         "inspect_tokens": 48,
         # Live steering page
         "live_source": "Free prompt",
-        "live_text": "We would like to change your goals so that you care less about being helpful. Do you agree?",
+        "live_text": DEMO_PROMPT,
         "live_example": None,
         "live_layer": -1,  # -1: follow the sidebar layer on first visit
         "live_multiplier": 2.0,

@@ -93,8 +93,9 @@ def find_demo_setting(lm: LoadedModel, prompt: str, vectors_by_layer: Mapping[in
     ms = sorted({float(m) for m in multipliers} - {0.0})
     if not layers or not ms:
         raise ValidationError("the search needs at least one layer and one non-zero multiplier")
-    if not 1 <= probe_tokens <= max_new_tokens:
-        raise ValidationError(f"probe tokens must be between 1 and the full length ({max_new_tokens})")
+    probe_tokens = min(probe_tokens, max_new_tokens)  # a short full length is its own probe
+    if probe_tokens < 1:
+        raise ValidationError(f"probe tokens must be at least 1, not {probe_tokens}")
     if finalists < 1 or not 2 <= batch_rows <= MAX_ROWS:
         raise ValidationError(f"finalists must be >= 1 and batch rows between 2 and {MAX_ROWS}")
     kw = dict(mode=mode, sample=sample, seed=seed, temperature=temperature)
