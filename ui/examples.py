@@ -9,7 +9,7 @@ import streamlit as st
 from steering.core.results import SweepResult
 from steering.run import figures
 from steering.run.inspect import example_curve, token_view
-from ui import diagnostics, state, views
+from ui import diagnostics, ladder, state, views
 from ui.compute import run
 
 COLUMNS = ["example_id", "slope", "rmse", "spearman", "baseline", "pos_is_A", "pos_is_yes", "anti_steerable"]
@@ -102,3 +102,4 @@ def detail(ctx: state.Context, result, example_id: str) -> None:
                           max_new_tokens=int(n), mode=ctx.settings.position)
     else:
         views.last_generations("s_inspect_gen", row.prompt)
+    ladder.section(ctx, row.prompt, ctx.layer, result.vectors[ctx.layer], "inspect", {"max_new_tokens": int(n)})

@@ -16,10 +16,12 @@ import streamlit as st
 
 from steering.core.config import (
     DEFAULT_AGGREGATOR,
+    DEFAULT_LADDER,
     DEFAULT_METRIC,
     DEFAULT_MULTIPLIERS,
     DEFAULT_POSITION,
     DEFAULT_VARIANT,
+    PPL_BOUND,
 )
 from steering.core.prompts import DEMO_PROMPT
 from steering.core.registry import DEFAULT_MODEL
@@ -75,6 +77,9 @@ def defaults() -> dict[str, Any]:
         "live_sample": False,
         "live_seed": 0,
         "live_temperature": 1.0,
+        # the multiplier ladder (Live steering and Inspect)
+        "ladder_multipliers": list(DEFAULT_LADDER),
+        "ladder_bound": PPL_BOUND,
         "uploads": {},  # name -> Dataset parsed from an upload, kept for the session
         "upload_error": None,
     }

@@ -16,14 +16,12 @@ from typing import Iterator, Sequence
 
 import torch
 
-from steering.core.config import MAX_MULTIPLIER
+from steering.core.config import DEFAULT_LADDER, MAX_MULTIPLIER, PPL_BOUND
 from steering.engine.batch_generate import Setting, generate_rows, perplexities
 from steering.engine.coherence import distinct_2
 from steering.engine.models import LoadedModel
 from steering.errors import ValidationError
 
-DEFAULT_LADDER = (-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0)
-PPL_BOUND = 10.0
 MAX_RUNGS = 16
 
 
