@@ -37,13 +37,14 @@ def test_ladder_renders_one_column_per_multiplier_with_scores():
 
 
 def test_find_a_demo_setting_sets_the_live_sliders_to_the_search_result(app_env):  # noqa: F811
+    from test_app import N_TEST, N_TRAIN
+
     from steering.core.config import SweepConfig
     from steering.core.datasets import DEFAULT_DATASET, load_dataset
     from steering.core.prompts import DEMO_PROMPT
     from steering.engine.generate import chat_prompt
     from steering.engine.tiny import tiny_random_model
     from steering.run.demo_search import concept_vectors, find_demo_setting
-    from test_app import N_TEST, N_TRAIN
 
     at = live_page(tokens=4)
     at.button(key="live_find").click().run()
