@@ -20,7 +20,7 @@ from steering.core.datasets import DEFAULT_DATASET
 from steering.core.prompts import DEMO_PROMPT
 from steering.core.registry import DEFAULT_MODEL
 from steering.errors import ValidationError
-from steering.run.ladder import DEFAULT_LADDER, PPL_BOUND, Row
+from steering.run.ladder import DEFAULT_LADDER, PPL_BOUND
 
 LABELS = {"generate": "Generating (tokens)", "train": "Training vectors", "probe": "Probing layers x multipliers",
           "final": "Generating the best settings in full"}
@@ -79,12 +79,17 @@ def _vectors(args, lm, bar) -> dict:
     return concept_vectors(lm, ds, cfg, args.out, bar)
 
 
-def print_rows(rows: list[Row], bound: float) -> None:
+def _missing(x) -> bool:
+    return x is None or x != x  # None in a Row, NaN in a table
+
+
+def print_rows(rows, bound: float) -> None:
+    """Ladder rows (``Row``) or a search table's rows (``DataFrame.itertuples()``), one line each."""
     print(f"{'layer':>5} {'mult':>6} {'edit':>5} {'ppl':>9} {'ratio':>7}  text (incoherent: ratio > {bound:g}x)")
     for r in rows:
-        ppl = f"{r.perplexity:9.3g}" if r.perplexity is not None else f"{'n/a':>9}"
-        ratio = f"{r.ppl_ratio:6.2f}x" if r.ppl_ratio is not None else f"{'n/a':>7}"
-        layer = "-" if r.layer is None else str(r.layer)
+        ppl = f"{'n/a':>9}" if _missing(r.perplexity) else f"{r.perplexity:9.3g}"
+        ratio = f"{'n/a':>7}" if _missing(r.ppl_ratio) else f"{r.ppl_ratio:6.2f}x"
+        layer = "-" if _missing(r.layer) else str(int(r.layer))
         mark = "  [incoherent]" if r.incoherent else ""
         text = " ".join(r.text.split()) or "(no tokens before end of text)"
         print(f"{layer:>5} {r.multiplier:>6g} {r.edit_distance:>5} {ppl} {ratio}  {text}{mark}")
@@ -116,6 +121,10 @@ def main(args) -> int:
         found = find_demo_setting(lm, prompt, vectors, layers, multipliers, bound=bound, progress=bar, **kw)
         bar.close()
         print(f"demo setting: {found.reason}")
+        if len(found.final):
+            print("the settings compared at full length:")
+            print_rows(found.final.itertuples(), bound)
+            print()
         if found.setting is None:
             return 0
         layer = found.setting.layer
