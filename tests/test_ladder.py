@@ -246,3 +246,16 @@ def test_cli_generate_ladder_and_find(cli_on_tiny, capsys):
     assert main(["generate", "--ladder", "--multipliers", "1,x", "--out", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: cannot read ladder multipliers '1,x': use comma-separated numbers, e.g. -8,-4,-2,0,2,4,8"]
+
+
+@pytest.mark.integration
+def test_ladder_on_the_embedded_model_equals_single_generations(smollm):
+    """SmolLM2 (real weights, a real vector scale): the batched ladder gives each single greedy generation."""
+    from steering.core.prompts import DEMO_PROMPT
+
+    prompt = chat_prompt(smollm, DEMO_PROMPT)
+    v = small_vector(smollm, 3, frac=0.5)
+    rows = ladder(smollm, prompt, 15, v, (-4.0, 0.0, 4.0), max_new_tokens=12)
+    for r in rows:
+        assert r.text == generate(smollm, prompt, 15, v, r.multiplier, max_new_tokens=12), r
+        assert r.perplexity == pytest.approx(reference_ppl(smollm, prompt, list(r.ids)), rel=PPL_RTOL)
