@@ -6,22 +6,38 @@ import streamlit as st
 from steering.run import figures
 from ui import page, runs, state, views
 
+SOURCES = {"stored": "From the stored sweep grid.",
+           "computed": "Computed live from the cached prompt states.",
+           "interpolated": "Interpolated from the stored sweep grid: refining…"}
+
 
 def multiplier_view(ctx: state.Context, result) -> None:
     st.subheader("Propensity at a chosen multiplier")
-    m = round(float(state.bound(st.slider, "Multiplier", "slider_multiplier", min_value=-3.0, max_value=3.0, step=0.1,
-                                help="Values off the sweep grid are computed live from cached prompt states.")), 2)
-    with st.spinner(f"Evaluating the test items at multiplier {m:g}…"):
-        steered, live = runs.propensities_at(ctx, result, ctx.layer, m)
-        base, _ = runs.propensities_at(ctx, result, ctx.layer, 0.0)
+    lo, hi, step = runs.SLIDER
+    m = round(float(state.bound(st.slider, "Multiplier", "slider_multiplier", min_value=lo, max_value=hi, step=step,
+                                help="A value off the sweep grid shows at once, interpolated from the grid, then "
+                                     "is computed from the cached prompt states (with its neighbours, so the "
+                                     "next step is exact at once).")), 2)
+    box = st.empty()
+    base = runs.propensities_at(ctx, result, ctx.layer, 0.0)[0]
+    steered, source = runs.propensities_at(ctx, result, ctx.layer, m)
+    distribution(ctx, box, m, base, steered, source)
+    if source == "interpolated" and runs.refine(ctx, result, ctx.layer, [m]):  # after the estimate has drawn
+        steered, source = runs.propensities_at(ctx, result, ctx.layer, m)
+        distribution(ctx, box, m, base, steered, source)
+    runs.refine(ctx, result, ctx.layer, runs.neighbours(m))  # a slider move interrupts this at the next draw
+
+
+def distribution(ctx: state.Context, box, m: float, base, steered, source: str) -> None:
     unit = figures.propensity_unit(ctx.metric)
-    c = st.columns(3)
-    c[0].metric(f"Mean propensity at {m:g}", f"{np.mean(steered):.3g}", help=unit)
-    c[1].metric("Mean change vs multiplier 0", f"{np.mean(steered - base):+.3g}", help=unit)
-    c[2].metric("Items moved toward the behaviour", f"{np.mean(steered > base):.0%}",
-                help="Share of test items whose propensity is higher than unsteered.")
-    views.chart(figures.distribution_at(base, steered, m, ctx.metric), key="distribution")
-    st.caption("Computed live from the cached prompt states." if live else "From the stored sweep grid.")
+    with box.container():
+        c = st.columns(3)
+        c[0].metric(f"Mean propensity at {m:g}", f"{np.mean(steered):.3g}", help=unit)
+        c[1].metric("Mean change vs multiplier 0", f"{np.mean(steered - base):+.3g}", help=unit)
+        c[2].metric("Items moved toward the behaviour", f"{np.mean(steered > base):.0%}",
+                    help="Share of test items whose propensity is higher than unsteered.")
+        views.chart(figures.distribution_at(base, steered, m, ctx.metric), key=f"distribution_{source}")
+        st.caption(SOURCES[source])
 
 
 def spurious_view(ctx: state.Context, result, steer) -> None:

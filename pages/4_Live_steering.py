@@ -3,7 +3,7 @@
 import streamlit as st
 
 from steering.engine.generate import chat_prompt
-from ui import page, runs, state, views
+from ui import ladder, page, runs, state, views
 
 
 def prompt_of(ctx: state.Context, result) -> str | None:
@@ -38,23 +38,24 @@ def body(ctx: state.Context) -> None:
         seed = state.bound(s[0].number_input, "Seed", "live_seed", min_value=0, step=1, disabled=not sample)
         temperature = state.bound(s[1].slider, "Temperature", "live_temperature", min_value=0.1, max_value=2.0,
                                   step=0.1, disabled=not sample)
-    vector_run = runs.with_layer(ctx, layer)
-    if vector_run is None:
+    vector = ladder.vector(ctx, layer)
+    if vector is None:
         st.info(f"No vector for layer {layer} yet with the sidebar settings.")
         if st.button(f"Train the vector for layer {layer}", key="live_train"):
             runs.compute(ctx, "layer", layer=layer)
             st.rerun()
-    if vector_run is None or prompt is None:
+    if vector is None or prompt is None:
         views.last_generations("s_live_gen", prompt)
         return
     with st.expander("Formatted prompt the model sees"):
         st.code(prompt, language=None, wrap_lines=True)
+    decoding = dict(max_new_tokens=int(n), sample=bool(sample), seed=int(seed), temperature=float(temperature))
     if st.button("Generate", type="primary", key="live_generate"):
-        views.generations(ctx.lm, prompt, layer, vector_run.vectors[layer], float(multiplier), "s_live_gen",
-                          max_new_tokens=int(n), mode=ctx.settings.position, sample=bool(sample), seed=int(seed),
-                          temperature=float(temperature))
+        views.generations(ctx.lm, prompt, layer, vector, float(multiplier), "s_live_gen", mode=ctx.settings.position,
+                          **decoding)
     else:
         views.last_generations("s_live_gen", prompt)
+    ladder.section(ctx, prompt, layer, vector, "live", decoding, find=True)
 
 
 page.run("Live steering", body)

@@ -151,12 +151,14 @@ def test_steerability_page_figures_and_live_multiplier_slider():
     before = metrics(at)
     assert "Mean propensity at 1" in before and "From the stored sweep grid." in texts(at)
 
-    at.slider(key="w_slider_multiplier").set_value(2.3).run()  # off the grid: computed live
+    at.slider(key="w_slider_multiplier").set_value(2.3).run()  # off the grid: interpolated, then computed live
     assert_clean(at)
     after = metrics(at)
     assert "Mean propensity at 2.3" in after
     assert after["Mean change vs multiplier 0"] != before["Mean change vs multiplier 0"]
     assert "Computed live from the cached prompt states." in texts(at)
+    computed = next(iter(at.session_state["memo_slider_values"].values()))
+    assert {2.2, 2.3, 2.4} <= set(computed)  # the next notch either way is exact at once
     live_fig = charts(at)[2]
     assert live_fig["data"][1]["name"] == "multiplier 2.3"
 
@@ -165,6 +167,25 @@ def test_steerability_page_figures_and_live_multiplier_slider():
     # The value survives a page switch.
     at.switch_page("app.py").run().switch_page("pages/1_Steerability.py").run()
     assert at.slider(key="w_slider_multiplier").value == -1.5
+
+
+def test_off_grid_slider_value_shows_the_interpolated_estimate_until_refined(monkeypatch):
+    import numpy as np
+
+    import ui.runs
+    from steering.run.live import interpolate
+
+    monkeypatch.setattr(ui.runs, "refine", lambda *a: False)  # as if the computation had not finished yet
+    at = computed_app()
+    at.switch_page("pages/1_Steerability.py").run()
+    at.slider(key="w_slider_multiplier").set_value(1.2).run()
+    assert_clean(at)
+    assert "Interpolated from the stored sweep grid: refining…" in texts(at)
+    result = next(iter(at.session_state["memo_results"].values()))
+    props = result.propensities
+    table = props.pivot_table(index="example_id", columns="multiplier", values="propensity")
+    expected = np.mean(interpolate(table.columns.to_numpy(), table.to_numpy(), 1.2))
+    assert metrics(at)["Mean propensity at 1.2"] == f"{expected:.3g}"
 
 
 # ---------------------------------------------------------------- layer sweep page

@@ -188,7 +188,7 @@ def test_walk_every_page(page, server, tmp_path):
     shots.take(page, "06_inspect")
 
     _go(page, "Live steering")
-    page.get_by_role("button", name="Generate").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
     _idle(page)
     page.get_by_text("Steered (layer").wait_for()
     page.get_by_text("distinct-2").first.wait_for()  # coherence beside each generation

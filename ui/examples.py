@@ -9,7 +9,7 @@ import streamlit as st
 from steering.core.results import SweepResult
 from steering.run import figures
 from steering.run.inspect import example_curve, token_view
-from ui import diagnostics, state, views
+from ui import diagnostics, ladder, state, views
 from ui.compute import run
 
 COLUMNS = ["example_id", "slope", "rmse", "spearman", "baseline", "pos_is_A", "pos_is_yes", "anti_steerable"]
@@ -84,15 +84,12 @@ def detail(ctx: state.Context, result, example_id: str) -> None:
     diagnostics.example_panel(ctx, example_id)
     st.markdown(views.tokens_html(tokens(ctx, row)), unsafe_allow_html=True)
     left, right = st.columns(2)
-    with left:
+    with left:  # from the stored propensities: no model pass
         views.chart(figures.example_curve(points_of(result, ctx.layer, example_id), row.slope,
                                           row.intercept, ctx.metric, title="Propensity of this example"),
                     key="example_curve")
-    with st.spinner("Computing P(A) and P(B) at each multiplier…"):
-        probs = curve(ctx, result, row)
-    with right:
-        views.chart(figures.answer_probs(probs), key="answer_probs")
-    st.dataframe(probs, hide_index=True, key="curve_table")
+    probs_chart, probs_table = right.empty(), st.empty()  # P(A)/P(B) need passes: filled after the page has drawn
+    probs_chart.info("P(A) and P(B) at each multiplier: computing after the page has drawn…")
     st.markdown("**Generation from this prompt**")
     c = st.columns([3, 1, 1])
     m = state.bound(c[0].slider, "Steering multiplier", "inspect_multiplier", min_value=-10.0, max_value=10.0, step=0.5)
@@ -102,3 +99,8 @@ def detail(ctx: state.Context, result, example_id: str) -> None:
                           max_new_tokens=int(n), mode=ctx.settings.position)
     else:
         views.last_generations("s_inspect_gen", row.prompt)
+    ladder.section(ctx, row.prompt, ctx.layer, result.vectors[ctx.layer], "inspect", {"max_new_tokens": int(n)})
+    probs = curve(ctx, result, row)  # memoised: instant when this example was opened before
+    with probs_chart.container():
+        views.chart(figures.answer_probs(probs), key="answer_probs")
+    probs_table.dataframe(probs, hide_index=True, key="curve_table")

@@ -16,14 +16,15 @@ import streamlit as st
 from steering.core.config import settings_of
 from steering.core.results import SweepResult, load_run
 from steering.core.store import find_run, quarantine, settings_key
-from steering.run.live import live_propensities
+from steering.run.live import interpolate, slider_grid
 from steering.run.sweep import run_sweep
 from ui import demo, state
 from ui.compute import run
 
 Scope = Literal["layer", "all"]
 RESULTS = state.SessionMemo("results", 6)  # results kept per session (each holds a few tables and vectors)
-LIVE = state.SessionMemo("live", 8)  # off-grid slider values: a few recent ones are enough, the slider moves on
+SLIDER = (-3.0, 3.0, 0.1)  # the Steerability page's multiplier slider: low, high, step
+SLIDER_VALUES = state.SessionMemo("slider_values", 4)  # (run, layer) -> {multiplier: propensities}
 PHASES = {
     "train": "Training vectors (one pass per training prompt)",
     "test": "Encoding test prompts (cached for the slider)",
@@ -85,21 +86,54 @@ def layer_rows(result: SweepResult, layer: int, table: str = "steerability") -> 
     return df[df.layer == layer]
 
 
-def propensities_at(ctx: state.Context, result: SweepResult, layer: int, multiplier: float) -> tuple[np.ndarray, bool]:
-    """Test-example propensities at ``multiplier``, in the steerability table's order; (values, computed live).
+def neighbours(multiplier: float, notches: int = 1) -> list[float]:
+    """The slider steps within ``notches`` of ``multiplier`` (itself excluded), inside the slider's range."""
+    lo, hi, step = SLIDER
+    near = (round(multiplier + k * step, 2) for k in range(-notches, notches + 1) if k)
+    return [m for m in near if lo - 1e-9 <= m <= hi + 1e-9]
 
-    Grid multipliers come from the stored table; others from the cached prompt states.
-    """
+
+def _stored(result: SweepResult, layer: int, ids: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+    """The stored grid's multipliers and propensities [example, multiplier], in the steerability table's order."""
     props = layer_rows(result, layer, "propensities")
+    table = props.pivot_table(index="example_id", columns="multiplier", values="propensity").reindex(ids)
+    return table.columns.to_numpy(dtype=float), table
+
+
+def _computed(result: SweepResult, layer: int) -> dict[float, np.ndarray]:
+    """Slider values computed so far for (run, layer): multiplier -> propensities in the table's order."""
+    key = (result.manifest["key"], layer)
+    known = SLIDER_VALUES.get(key)
+    return known if known is not None else SLIDER_VALUES.put(key, {})
+
+
+def propensities_at(ctx: state.Context, result: SweepResult, layer: int, multiplier: float) -> tuple[np.ndarray, str]:
+    """Test-example propensities at ``multiplier``, in the steerability table's order, at once; and where they
+    come from: "stored" (the sweep grid), "computed" (by ``refine``), or "interpolated" (from the stored grid,
+    until ``refine`` has computed this value)."""
     ids = layer_rows(result, layer).example_id.to_numpy()
-    grid = np.asarray(result.config.multipliers, dtype=float)
+    grid, table = _stored(result, layer, ids)
     hit = np.flatnonzero(np.isclose(grid, multiplier, atol=1e-9))
     if len(hit):
-        rows = props[np.isclose(props.multiplier, grid[hit[0]])]
-        return rows.set_index("example_id").propensity.reindex(ids).to_numpy(), False
-    def compute() -> np.ndarray:  # quick (cached prompt states): the busy flag without a bar
-        values = run(lambda _: live_propensities(ctx.lm, result, layer, multiplier, state.cache_store()),
-                     model=ctx.lm.name, bar=False)
-        return pd.Series(values, index=result.test_pairs().example_id.to_numpy()).reindex(ids).to_numpy()
+        return table.iloc[:, hit[0]].to_numpy(), "stored"
+    known = _computed(result, layer).get(round(float(multiplier), 6))
+    if known is not None:
+        return known, "computed"
+    return interpolate(grid, table.to_numpy(), multiplier), "interpolated"
 
-    return LIVE.get_or_compute(("live", result.manifest["key"], layer, round(float(multiplier), 6)), compute), True
+
+def refine(ctx: state.Context, result: SweepResult, layer: int, multipliers: list[float]) -> bool:
+    """Compute the values at ``multipliers`` not stored or computed yet, in one grid call on the cached prompt
+    states (the steered passes batch several multipliers); False when there was nothing to compute."""
+    known = _computed(result, layer)
+    grid = np.asarray(result.config.multipliers, dtype=float)
+    todo = [round(float(m), 6) for m in multipliers
+            if round(float(m), 6) not in known and not np.isclose(grid, m, atol=1e-9).any()]
+    if not todo:
+        return False
+    ids = layer_rows(result, layer).example_id.to_numpy()
+    values = run(lambda _: slider_grid(ctx.lm, result, layer, todo, state.cache_store()), model=ctx.lm.name, bar=False)
+    order = pd.Index(result.test_pairs().example_id.to_numpy()).get_indexer(ids)  # stored order -> table order
+    for k, m in enumerate(todo):
+        known[m] = values[order, k]
+    return True

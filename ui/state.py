@@ -14,7 +14,11 @@ from steering.core.config import (
     check_multipliers,
     parse_multipliers,
 )
-from steering.core.datasets import DEFAULT_DATASET, Dataset
+from steering.core.datasets import (  # noqa: F401 - default_split re-exported for the sidebar
+    DEFAULT_DATASET,
+    Dataset,
+    default_split,
+)
 from steering.engine.models import LoadedModel
 from ui import demo
 from ui.resources import cache_store, dataset_infos, model  # noqa: F401 - re-exported for pages
@@ -79,14 +83,6 @@ def split_limits(ds: Dataset) -> tuple[int, int]:
     if ds.fixed_split is not None:
         return ds.fixed_split
     return max(1, len(ds) - 1), max(1, len(ds) - 1)
-
-
-def default_split(ds: Dataset) -> tuple[int, int]:
-    """Paper sizes (100 train, 50 test) where the dataset is large enough, else half and half."""
-    if ds.fixed_split is not None:
-        return max(1, min(100, ds.fixed_split[0])), max(1, min(50, ds.fixed_split[1]))
-    n_test = max(1, min(50, len(ds) // 2))
-    return max(1, min(100, len(ds) - n_test)), n_test
 
 
 @dataclass(frozen=True)

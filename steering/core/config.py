@@ -20,6 +20,9 @@ from steering.errors import SweepError  # noqa: F401 - re-exported
 POSITION_MODES = ("answer", "all", "generated")  # where steering is added (engine.hooks)
 DEFAULT_MULTIPLIERS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
 MAX_MULTIPLIER = 1e4  # beyond this the steered activations overflow to inf/NaN
+DEFAULT_LADDER = (-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0)  # the live multiplier ladder (generated text)
+# A ladder row is incoherent above this many times the unsteered text's perplexity (why: run/ladder.py).
+PPL_BOUND = 10.0
 DEFAULT_N_TRAIN = 100  # the paper's split sizes
 DEFAULT_N_TEST = 50
 DEFAULT_AGGREGATOR = "mean"

@@ -200,6 +200,14 @@ def load_dataset(name_or_path: str | Path, data_dir: str | Path | None = None, m
     raise DatasetError(f"unknown dataset '{text}' in {where}; available include: {', '.join(hint) or '(none)'}")
 
 
+def default_split(ds: Dataset) -> tuple[int, int]:
+    """Paper sizes (100 train, 50 test) where the dataset is large enough, else half and half."""
+    if ds.fixed_split is not None:
+        return max(1, min(100, ds.fixed_split[0])), max(1, min(50, ds.fixed_split[1]))
+    n_test = max(1, min(50, len(ds) // 2))
+    return max(1, min(100, len(ds) - n_test)), n_test
+
+
 def split_dataset(ds: Dataset, n_train: int, n_test: int, seed: int = 0,
                   balance_train: bool = False) -> tuple[list[Example], list[Example]]:
     """Disjoint, seeded train/test split; a source's own split (CAA) is respected.

@@ -32,6 +32,25 @@ def _ids(value) -> set[int]:
     return set(value) if isinstance(value, (list, tuple)) else {int(value)}
 
 
+def eos_ids(lm: LoadedModel) -> set[int]:
+    """Tokens that end a generation: the tokenizer's and the generation config's."""
+    return {lm.tokenizer.eos_token_id} | _ids(getattr(lm.model.generation_config, "eos_token_id", None))
+
+
+def prompt_ids(lm: LoadedModel, prompt: str, max_new_tokens: int) -> list[int]:
+    """The prompt's tokens, after checking that it and ``max_new_tokens`` fit the model's (capped) context."""
+    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValidationError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}")
+    ids = token_ids(lm.tokenizer, prompt)
+    from steering.engine.modelfiles import model_context, prompt_token_limit
+
+    limit = prompt_token_limit(model_context(lm))
+    if len(ids) + max_new_tokens > limit:
+        raise ValidationError(f"the prompt is {len(ids)} tokens long; with {max_new_tokens} new tokens that exceeds "
+                              f"the limit of {limit} (the model's context, capped): shorten it")
+    return ids
+
+
 @torch.no_grad()
 def generate_stream(
     lm: LoadedModel,
@@ -46,18 +65,10 @@ def generate_stream(
     temperature: float = 1.0,
 ) -> Iterator[str]:
     """Yield the generated text so far after each new token (greedy unless ``sample``)."""
-    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise ValidationError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}")
-    ids = token_ids(lm.tokenizer, prompt)
-    from steering.engine.modelfiles import model_context, prompt_token_limit
-
-    limit = prompt_token_limit(model_context(lm))
-    if len(ids) + max_new_tokens > limit:
-        raise ValidationError(f"the prompt is {len(ids)} tokens long; with {max_new_tokens} new tokens that exceeds "
-                         f"the limit of {limit} (the model's context, capped): shorten it")
+    ids = prompt_ids(lm, prompt, max_new_tokens)
     start = steer_start(len(ids), mode)
     gen = torch.Generator().manual_seed(seed)
-    eos = {lm.tokenizer.eos_token_id} | _ids(getattr(lm.model.generation_config, "eos_token_id", None))
+    eos = eos_ids(lm)
     out_ids: list[int] = []
     past, step_input, seen = None, torch.tensor([ids], device=lm.device), 0
     for _ in range(max_new_tokens):
