@@ -1,4 +1,4 @@
-"""Command line: ``python -m steering sweep|study|studies|datasets|models``.
+"""Command line: ``python -m steering sweep|study|studies|report|datasets|models``.
 
 Bad input exits with code 2 and one line naming the problem and what is valid.
 """
@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from steering.cli import report as report_cli
 from steering.cli import side as side_cli
 from steering.cli import study as study_cli
 from steering.cli.common import Bar
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the model registry")
     _add_ecosystem_commands(sub)
     study_cli.add_parsers(sub)
+    report_cli.add_parser(sub)
     return p
 
 
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             return study_cli.run(args)
         if args.command == "datasets":
             return _datasets(args)
+        if args.command == "report":
+            return report_cli.run(args)
         if args.command in ("export", "import", "fetch"):
             from steering.cli import ecosystem as ecosystem_cli
 
