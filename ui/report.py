@@ -113,8 +113,9 @@ def worst(card: Card) -> None:
 
 
 def download(card: Card, p: Parts) -> None:
-    html = report_html.render(card, card_figures(p, card))
-    st.download_button("Download the report (HTML, opens offline)", html.encode("utf-8"),
+    # Rendered only when clicked: the file inlines plotly.js (~5 MB), too much to resend on every rerun.
+    st.download_button("Download the report (HTML, opens offline)",
+                       lambda: report_html.render(card, card_figures(p, card)).encode("utf-8"),
                        file_name=f"report-{card.dataset}-L{card.layer}.html", mime="text/html",
                        key="report_download")
 
