@@ -238,6 +238,7 @@ def test_every_number_on_the_card_equals_its_stored_source(full):
     num = card.row("steers").numbers
     lo, hi = sps.t.interval(0.95, n - 1, loc=x.mean(), scale=sps.sem(x))
     assert (num["mean"], num["lo"], num["hi"]) == pytest.approx((x.mean(), lo, hi))
+    assert num["mean_abs_given"] == pytest.approx(s.slope.abs().mean())
 
     num = card.row("chance").numbers
     for key, (kind, field) in {"mean_slope": ("random", "mean_slope"), "random_lo": ("random", "null_mean_lo"),

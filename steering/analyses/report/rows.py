@@ -83,12 +83,16 @@ class RowSet:
             extra = f"as given: mean slope {self.steer.slope.mean():+.3g}" if self.steer is not None else ""
             return _missing(["diagnostics"], threshold, extra)
         mean, lo, hi = cr.mean_interval(lf, th.level)
-        numbers = {"mean": mean, "lo": lo, "hi": hi, "n": len(lf)}
-        sources = {"mean": src, "lo": f"t interval of {src}", "hi": f"t interval of {src}"}
+        # For scale: how far items move as given (letters included); a tiny letter-free mean can still exclude 0.
+        scale = float(np.mean(np.abs(self.steer.slope.to_numpy())))
+        numbers = {"mean": mean, "lo": lo, "hi": hi, "n": len(lf), "mean_abs_given": scale}
+        sources = {"mean": src, "lo": f"t interval of {src}", "hi": f"t interval of {src}",
+                   "mean_abs_given": f"{self.where}: mean of |slope|"}
         if lo is None:
             return _undefined("an interval from one item", threshold, numbers, sources)
         return (cr.mark_steers(mean, lo), f"letter-free mean slope {mean:+.3g} [{lo:+.3g}, {hi:+.3g}] "
-                f"({self.unit} per unit multiplier, {len(lf)} items)", threshold, numbers, sources, [])
+                f"({self.unit} per unit multiplier, {len(lf)} items; as given items move by |slope| {scale:.3g} "
+                f"on average)", threshold, numbers, sources, [])
 
     def chance(self):
         th = self.th
