@@ -4,11 +4,18 @@ worst inputs opening Inspect, a stored study's concept table, and Home's link to
 
 from __future__ import annotations
 
+import re
+
 from test_app import app_env, assert_clean, charts, new_app  # noqa: F401 - app_env: autouse fixture
 
 PAGE = "pages/0_Report_card.py"
-ROWS = ["steers at all", "better than chance", "reliable per input", "not the answer letter", "stable",
-        "generalises", "beats asking", "affordable"]
+KEYS = ["steers", "chance", "reliable", "letter", "stable", "generalises", "beats", "affordable"]
+
+
+def marks(at) -> dict[str, str]:
+    """criterion key -> mark, read off the card's HTML table."""
+    card = next(m.value for m in at.markdown if "data-key=" in m.value)
+    return dict(re.findall(r"data-key='(\w+)'><td class='mark'[^>]*>(\w+)<", card))
 
 
 def report_app():
@@ -22,14 +29,12 @@ def test_report_page_offers_the_missing_parts_then_completes_the_card(app_env): 
     at = report_app()
     info = " ".join(i.value for i in at.info)
     assert "Missing: diagnostics" in info and "prompting baseline" in info and "side effects" in info
-    table = at.dataframe[0].value
-    assert list(table.criterion) == ROWS and table["mark"].str.contains("missing").all()
-    assert "nan" not in " ".join(table.numbers).lower()
+    assert list(marks(at)) == KEYS and set(marks(at).values()) == {"missing"}
+    assert not re.search(r"\bnan\b", " ".join(m.value for m in at.markdown), re.I)
     at.button(key="report_complete").click().run(timeout=600)
     assert_clean(at)
     assert not [b for b in at.button if b.key == "report_complete"]  # nothing left to compute
-    table = at.dataframe[0].value
-    assert list(table.criterion) == ROWS and not table["mark"].str.contains("missing").any()
+    assert list(marks(at)) == KEYS and "missing" not in marks(at).values()
     assert any(m.value.startswith("**Verdict.**") for m in at.markdown)
     titles = [c.get("layout", {}).get("title", {}).get("text", "") for c in charts(at)]
     assert any("against asking" in t for t in titles) and len(titles) == 4
@@ -38,7 +43,7 @@ def test_report_page_offers_the_missing_parts_then_completes_the_card(app_env): 
     at.number_input(key="w_th_anti_red").set_value(1.0).run()
     at.number_input(key="w_th_anti_green").set_value(1.0).run()
     assert_clean(at)
-    assert at.dataframe[0].value.set_index("criterion").loc["reliable per input", "mark"].endswith("green")
+    assert marks(at)["reliable"] == "green"
     # A worst input opens in Inspect examples.
     first = next(b for b in at.button if b.key.startswith("report_inspect_"))
     example = first.key[len("report_inspect_"):]
@@ -57,7 +62,7 @@ def test_study_table_has_a_row_per_concept_and_opens_a_card(app_env):  # noqa: F
                      n_test=12)
     run_study(spec, app_env, models={lm.name: lm})
     at = report_app()
-    study = at.dataframe[1].value  # the card, then the study table
+    study = at.dataframe[0].value
     assert list(study.dataset) == ["corrigibility-demo", "optimism-demo"]
     assert study["generalises"].str.contains("missing").sum() == 0  # the study's OOD cells
     at.selectbox(key="w_report_open").set_value(("tiny-random", "optimism-demo")).run()

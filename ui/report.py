@@ -8,7 +8,7 @@ import streamlit as st
 
 from steering.analyses.report import criteria as cr
 from steering.analyses.report import html as report_html
-from steering.analyses.report.card import Card, build, frame
+from steering.analyses.report.card import Card, build
 from steering.analyses.report.figures import card_figures
 from steering.analyses.report.parts import Parts, complete, find, steps
 from steering.analyses.report.study_table import table as study_table
@@ -19,8 +19,6 @@ from ui import resources, state, studies, views
 
 PAGE = "pages/0_Report_card.py"
 INSPECT = "pages/3_Inspect_examples.py"
-BADGES = {cr.GREEN: "🟢 green", cr.AMBER: "🟠 amber", cr.RED: "🔴 red", cr.MISSING: "⚪ missing",
-          cr.UNDEFINED: "⚪ undefined"}
 WORDS = {"train": "training activations", "test": "encoding prompts", "grid": "the multiplier grid",
          "null": "null vectors", "swap": "A/B-swapped prompts", "split": "split-half vectors",
          "predictors": "per-item activation differences", "text": "neutral text (KL, perplexity)",
@@ -82,11 +80,7 @@ def complete_button(ctx: state.Context, p: Parts) -> bool:
 
 def show(card: Card) -> None:
     st.markdown(f"**Verdict.** {card.verdict}")
-    df = frame(card)
-    df["mark"] = df["mark"].map(BADGES)
-    st.dataframe(df, hide_index=True, width="stretch", key="report_table",
-                 column_config={"numbers": st.column_config.TextColumn(width="large"),
-                                "threshold": st.column_config.TextColumn(width="medium")})
+    st.markdown(report_html.card_table(card), unsafe_allow_html=True)  # every word readable, marks coloured
     st.caption(f"Shifts and costs are read at layer {card.setting['layer']}, multiplier "
                f"{card.setting['multiplier']:g}: {card.setting['why']}.")
 
@@ -128,15 +122,17 @@ def study_section(th: cr.Thresholds) -> None:
     name = st.selectbox("Study", found, key="w_report_study")
     study = studies.load(name)
     df = study_table(study, state.results_dir(), th)
-    shown = df.copy()
-    for col in shown.columns[3:-2]:
-        shown[col] = shown[col].map(BADGES)
-    st.dataframe(shown, hide_index=True, width="stretch", key="report_study_table")
+    marks = list(df.columns[3:-2])
+    st.dataframe(df.style.map(_colour, subset=marks), hide_index=True, width="stretch", key="report_study_table")
     rows = [(r.model, r.dataset) for r in df.itertuples()]
     c = st.columns([3, 1])
     pick = c[0].selectbox("Open the card of", rows, format_func=lambda r: f"{r[1]} ({r[0]})", key="w_report_open")
     if c[1].button("Open its card", key="report_open"):
         studies.open_cell(study, pick[0], pick[1], ID_PAIR, PAGE)
+
+
+def _colour(mark: str) -> str:
+    return f"background-color: {report_html.COLOURS.get(mark, '#616161')}; color: white"
 
 
 def card_for(p: Parts, th: cr.Thresholds) -> Card:

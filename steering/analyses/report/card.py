@@ -11,7 +11,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from steering.analyses.report import criteria as cr
 from steering.analyses.report.parts import Parts
@@ -138,9 +137,3 @@ def build(parts: Parts, th: cr.Thresholds | None = None) -> Card:
                 rows=rows, verdict=verdict(rows, setting, parts.layer), worst=worst, worst_by=by, setting=setting,
                 missing=parts.missing(), thresholds=th.as_dict(), origin=dict(parts.origin),
                 seconds=dict(parts.seconds), run_dir=str(parts.run.run_dir) if parts.run is not None else None)
-
-
-def frame(card: Card) -> pd.DataFrame:
-    """The card's rows as a table (the page)."""
-    return pd.DataFrame([{"criterion": r.name, "mark": r.mark, "numbers": r.summary, "threshold": r.threshold}
-                         for r in card.rows])

@@ -28,12 +28,16 @@ def _e(text) -> str:
     return html.escape(str(text))
 
 
-def _card_table(card: Card) -> str:
-    rows = ["<table><tr><th>mark</th><th>criterion</th><th>numbers</th><th>threshold</th></tr>"]
+def card_table(card: Card) -> str:
+    """The card's rows as an HTML table with inline styles (the report file and the dashboard page)."""
+    cell = "border:1px solid #ddd;padding:6px 8px;vertical-align:top;text-align:left"
+    rows = ["<table style='border-collapse:collapse;width:100%'><tr>" + "".join(
+        f"<th style='{cell}'>{h}</th>" for h in ("mark", "criterion", "numbers", "threshold")) + "</tr>"]
     for r in card.rows:
-        rows.append(f"<tr class='criterion' data-key='{_e(r.key)}'><td class='mark' style='background:"
-                    f"{COLOURS[r.mark]}'>{_e(r.mark)}</td><td>{_e(r.name)}</td><td>{_e(r.summary)}</td>"
-                    f"<td class='small'>{_e(r.threshold)}</td></tr>")
+        rows.append(f"<tr class='criterion' data-key='{_e(r.key)}'><td class='mark' style='{cell};background:"
+                    f"{COLOURS[r.mark]};color:white;font-weight:bold;text-transform:uppercase'>{_e(r.mark)}</td>"
+                    f"<td style='{cell}'>{_e(r.name)}</td><td style='{cell}'>{_e(r.summary)}</td>"
+                    f"<td style='{cell};font-size:0.85em;color:#555'>{_e(r.threshold)}</td></tr>")
     rows.append("</table>")
     return "\n".join(rows)
 
@@ -60,7 +64,7 @@ def render(card: Card, figures: Mapping[str, go.Figure]) -> str:
              f"<p class='small'>metric {_e(s['metric'])} · aggregator {_e(s['aggregator'])} · train {s['n_train']} "
              f"({_e(s['train_variant'])}), test {s['n_test']} ({_e(s['test_variant'])}) · seed {s['seed']} · "
              f"multipliers {_e(', '.join(f'{m:g}' for m in s['multipliers']))}</p>",
-             f"<p class='verdict'>{_e(card.verdict)}</p>", _card_table(card)]
+             f"<p class='verdict'>{_e(card.verdict)}</p>", card_table(card)]
     if card.missing:
         parts.append("<p><b>Missing parts</b> (compute them with <code>python -m steering report</code> or the "
                      "dashboard's <i>Complete the report card</i>): " + _e(", ".join(card.missing)) + "</p>")
