@@ -31,6 +31,8 @@ def body(ctx: state.Context) -> None:
     st.subheader(f"Concept: {ctx.dataset.name}")
     views.concept_summary(ctx)
     st.caption(views.settings_line(ctx))
+    st.page_link("pages/0_Report_card.py", label="Should I trust this vector? The report card",
+                 icon=":material/fact_check:")
     result = runs.current(ctx)
     if result is None:
         st.write("Compute trains the vector on the training items and measures every test item at each "
@@ -53,6 +55,7 @@ def home() -> None:
 
 
 PAGES = {
+    "pages/0_Report_card.py": ("Report card", ":material/fact_check:"),
     "pages/1_Steerability.py": ("Steerability", ":material/bar_chart:"),
     "pages/2_Layer_sweep.py": ("Layer sweep", ":material/stacked_line_chart:"),
     "pages/3_Inspect_examples.py": ("Inspect examples", ":material/search:"),

@@ -1,4 +1,4 @@
-"""Command line: ``python -m steering sweep|study|studies|generate|datasets|models``.
+"""Command line: ``python -m steering sweep|study|studies|report|generate|datasets|models``.
 
 Bad input exits with code 2 and one line naming the problem and what is valid; a bug exits with code 1
 and one line naming the log that holds its traceback (steering.cli.common.guarded).
@@ -13,6 +13,7 @@ import logging
 import sys
 
 from steering.cli import generate as generate_cli
+from steering.cli import report as report_cli
 from steering.cli import side as side_cli
 from steering.cli import study as study_cli
 from steering.cli.common import Bar, guarded
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_ecosystem_commands(sub)
     study_cli.add_parsers(sub)
     generate_cli.add_parser(sub)
+    report_cli.add_parser(sub)
     return p
 
 
@@ -222,6 +224,8 @@ def _command(args) -> int:
         return study_cli.run(args)
     if args.command == "generate":
         return generate_cli.main(args)
+    if args.command == "report":
+        return report_cli.run(args)
     if args.command == "datasets":
         return _datasets(args)
     if args.command in ("export", "import", "fetch"):

@@ -129,6 +129,6 @@ def concept_vectors(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, out: str | P
     """Every layer's vector for a concept, as the sweep trains it (read from the vector store when the same
     training settings were trained before)."""
     train_ex, _ = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
-    pairs = encode_all(lm, train_ex, cfg.train_variant, ds.name, cfg.system)
+    pairs = encode_all(lm, train_ex, cfg, ds.name, "train")
     vectors, _ = trained_vectors(lm, ds, cfg, train_ex, pairs, out, progress)
     return vectors
