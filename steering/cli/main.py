@@ -119,10 +119,12 @@ def _sweep(args) -> int:
         side_cli.side_config(args)  # bad side-effect options fail before the model loads
         if 0 not in multipliers:
             raise SweepError("--side-effects measures gains against multiplier 0: include 0 in --multipliers")
-    from steering.core.datasets import load_dataset, split_dataset
+    from steering.core.datasets import load_dataset
+    from steering.core.usable import run_split
 
     ds = load_dataset(args.dataset, args.data_dir, multi_option=args.multi_option)
-    train_ex, test_ex = split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
+    split = run_split(ds, args.n_train, args.n_test, args.seed, args.balance_train, args.metric)
+    train_ex, test_ex = split.train, split.test
     SweepConfig(multipliers=multipliers, metric=args.metric, null=args.null, swap=args.swap).validate()
     precheck_sweep(args.model, ds.name, args.layers, args.seed, args.device, args.n_train, args.n_test, args.out,
                    train_ex + test_ex)

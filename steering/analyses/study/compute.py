@@ -25,9 +25,10 @@ from steering.analyses.study.best_layer import choose_best_layer
 from steering.analyses.study.spec import StudySpec, fixed_layer
 from steering.core import jsonfile
 from steering.core.config import SweepConfig
-from steering.core.datasets import Dataset, load_dataset, split_dataset
+from steering.core.datasets import Dataset, load_dataset
 from steering.core.results import SweepResult
 from steering.core.store import settings_key
+from steering.core.usable import run_split
 from steering.engine.models import LoadedModel
 from steering.errors import DatasetError, SweepError
 
@@ -106,7 +107,7 @@ def load_datasets(spec: StudySpec) -> dict[str, Dataset]:
         ds = load_dataset(item, spec.data_dir)
         if ds.name in loaded and loaded[ds.name].sha256 != ds.sha256:
             raise SweepError(f"two different datasets are both named '{ds.name}': give only one of them")
-        split_dataset(ds, spec.n_train, spec.n_test, spec.seed, spec.balance_train)
+        run_split(ds, spec.n_train, spec.n_test, spec.seed, spec.balance_train, spec.metric)  # usable items only
         loaded[ds.name] = ds
     return loaded
 
