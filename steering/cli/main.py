@@ -149,6 +149,12 @@ def _sweep(args) -> int:
           f"({cfg.train_variant}{f', {frac_a:.0%} positive is A' if frac_a is not None else ''}) | "
           f"test {args.n_test} ({cfg.test_variant}) | path {result.manifest['path']}"
           f"{' | from store' if result.cached else ''} | {result.manifest['seconds']} s")
+    from steering.core.usable import fallback_summary, skipped_summary
+
+    for note in (skipped_summary(result.manifest.get("skipped_items") or []),
+                 fallback_summary(result.manifest.get("reference_fallback_items") or 0)):
+        if note:
+            print(note)
     print(f"{'layer':>5} {'mean slope':>11} {'median':>8} {'anti-steerable':>15}  95% interval")
     for layer in result.layers:
         f = result.figures(layer)

@@ -145,3 +145,11 @@ def skipped_summary(skipped) -> str:
         return ""
     n = len(skipped)
     return f"skipped {n} unusable item{'s' if n != 1 else ''} (first: {skipped_line(skipped)})"
+
+
+def fallback_summary(n: int) -> str:
+    """The line shown when a run evaluated items on the reference path because the fast path cannot ('' for none)."""
+    if not n:
+        return ""
+    return (f"{n} item{'s' if n != 1 else ''} evaluated on the reference path: longer than the model's sliding "
+            "window, which the fast path needs (same numbers, slower)")
