@@ -10,6 +10,7 @@ and the manifest counts it.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,3 +240,30 @@ def test_items_longer_than_the_sliding_window_fall_back_to_the_reference_path(tm
     assert np.isfinite(a).all() and np.allclose(a, b, rtol=1e-4, atol=1e-4)
     cache = fast.build_cache(lm, sweep.encode_test_split(lm, cfg, ds, split).pairs)
     assert len(cache.fallback) == n_long["test"]
+
+
+def test_the_dashboard_names_the_skipped_items(tmp_path, monkeypatch):
+    """The Steerability page's provenance warns which items were left out and why; the sidebar bounds the
+    split sizes by the usable items."""
+    from streamlit.testing.v1 import AppTest
+
+    data = tmp_path / "data" / "gen.jsonl"
+    data.parent.mkdir()
+    data.write_bytes(jsonl([item(k, i) for i, k in enumerate(MIXED)]))  # 8 of 11 usable under answer_text
+    monkeypatch.setenv("STEERING_MODEL", "tiny-random")
+    monkeypatch.setenv("STEERING_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("STEERING_DATA_DIR", str(data.parent))
+    monkeypatch.delenv("STEERING_DEMO", raising=False)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages/1_Steerability.py"),
+                           default_timeout=180)
+    for k, v in {"dataset": str(data), "metric": "answer_text", "n_train": 4, "n_test": 4}.items():
+        at.session_state[f"s_{k}"] = v
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    n_train, n_test = (at.sidebar.number_input(key=k) for k in ("w_n_train", "w_n_test"))
+    assert n_train.max == 7 and n_test.max == 4  # 8 usable items: at most 7 + 1, or 4 + 4 with 4 train
+    at.button(key="compute_layer").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("Skipped 3 unusable items (first: gen:1: no (A)/(B) choices block") for w in warnings), \
+        warnings
