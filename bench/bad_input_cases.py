@@ -1,4 +1,5 @@
-"""Issue 17's five classes as bad-input cases for ``bench/bad_inputs.py``.
+"""What a bad-input case of ``bench/bad_inputs.py`` is, and the helpers its cases share (the cases of issue
+17's classes are in ``bad_input_files.py`` (1, 2, 5) and ``bad_input_runs.py`` (3, 4)).
 
 A case is one or more CLI commands (several run at the same time: concurrent writers), the files it prepares
 in its own folder, and a judge that looks at what the commands left behind: ``"lost"`` (a stored result
