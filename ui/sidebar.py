@@ -13,6 +13,7 @@ from steering.core.config import CHOICES
 from steering.core.datasets import MAX_UPLOAD_BYTES
 from steering.core.registry import REGISTRY, default_layer, list_models
 from steering.core.scoring import METRIC_UNITS
+from steering.core.usable import usable
 from steering.engine.hooks import POSITION_HELP
 from steering.errors import DatasetError
 from ui import demo, failures, state, unreadable, upload
@@ -83,8 +84,11 @@ def _dataset_section() -> state.Dataset | None:
 
 def _split_section(ds: state.Dataset) -> bool:
     """Train/test sizes, kept within what the dataset allows; False when it is too small to split."""
+    pool = usable(ds, state.get("metric"))
+    ds = pool.dataset  # the split draws from the items the metric can use: bound the sizes by those
     if len(ds) < 2:
-        st.sidebar.error(f"{ds.name} has {len(ds)} item(s): a train/test split needs at least 2.")
+        st.sidebar.error(f"{ds.name} has {len(ds)} usable item(s): a train/test split needs at least 2"
+                         + (f" ({len(pool.skipped)} unusable: {pool.why()})." if pool.skipped else "."))
         return False
     max_train, max_test = (min(n, demo.item_cap() or n) for n in state.split_limits(ds))
     n_train, n_test = state.get("n_train"), state.get("n_test")

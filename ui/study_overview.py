@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from steering.analyses.study import spec as study_spec
+from steering.analyses.study.compute import skipped_lines
 from ui import demo, state, studies
 
 STEER_PAGE, INSPECT_PAGE = "pages/1_Steerability.py", "pages/3_Inspect_examples.py"
@@ -82,6 +83,9 @@ def summary(study, model: str, rows) -> None:
     m[2].metric("Concepts with ≥ 30% anti-steerable", int((rows.frac_anti >= 0.3).sum()))
     ab_share, ab_help = studies.mean_ab_share(rows)
     m[3].metric("Mean share explained by A/B", ab_share, help=ab_help)
+    skipped = skipped_lines(study.meta, model)
+    if skipped:  # unusable items are left out of a concept's splits, not fatal: say which and why
+        st.warning("Unusable items were left out of these concepts' splits: " + "; ".join(skipped))
 
 
 def concept_links(study, model: str, pair: tuple[str, str], order: list[str]) -> None:

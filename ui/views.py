@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from steering.core import metrics
+from steering.core import metrics, usable
 from steering.core.results import SweepResult
 from steering.engine.coherence import distinct_2, perplexity
 from steering.engine.generate import generate_stream
@@ -87,11 +87,21 @@ def provenance(result: SweepResult) -> None:
     # An unbalanced training split leaves the A-minus-B letter direction in the vector.
     balance = f" · training pairs {frac_a:.0%} positive-is-A" if frac_a is not None else ""
     st.caption(f"Run {m.get('key', '?')} · {how} · {m.get('path', '?')} path{balance} · {result.run_dir}")
+    skipped = m.get("skipped_items") or []
+    if skipped:  # left out of both splits: the counts above are of the usable items only
+        st.warning(f"{_first_upper(usable.skipped_summary(skipped))}: the {m['settings'].get('metric', '')} metric "
+                   "cannot show them, so they are left out of both splits.")
+    if m.get("reference_fallback_items"):
+        st.caption(_first_upper(usable.fallback_summary(m["reference_fallback_items"])) + ".")
     repeated = m.get("test_items_in_train") or []
     if repeated:
         st.warning(f"{len(repeated)} test item(s) also appear in the training split (duplicates in the dataset "
                    f"file: {', '.join(repeated[:3])}{' …' if len(repeated) > 3 else ''}): their steerability is "
                    "not measured out of sample.")
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 ROLE_STYLE = {

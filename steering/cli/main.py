@@ -125,10 +125,12 @@ def _sweep(args) -> int:
         side_cli.side_config(args)  # bad side-effect options fail before the model loads
         if 0 not in multipliers:
             raise SweepError("--side-effects measures gains against multiplier 0: include 0 in --multipliers")
-    from steering.core.datasets import load_dataset, split_dataset
+    from steering.core.datasets import load_dataset
+    from steering.core.usable import run_split
 
     ds = load_dataset(args.dataset, args.data_dir, multi_option=args.multi_option)
-    train_ex, test_ex = split_dataset(ds, args.n_train, args.n_test, args.seed, args.balance_train)
+    split = run_split(ds, args.n_train, args.n_test, args.seed, args.balance_train, args.metric)
+    train_ex, test_ex = split.train, split.test
     SweepConfig(multipliers=multipliers, metric=args.metric, null=args.null, swap=args.swap).validate()
     precheck_sweep(args.model, ds.name, args.layers, args.seed, args.device, args.n_train, args.n_test, args.out,
                    train_ex + test_ex)
@@ -153,6 +155,12 @@ def _sweep(args) -> int:
           f"({cfg.train_variant}{f', {frac_a:.0%} positive is A' if frac_a is not None else ''}) | "
           f"test {args.n_test} ({cfg.test_variant}) | path {result.manifest['path']}"
           f"{' | from store' if result.cached else ''} | {result.manifest['seconds']} s")
+    from steering.core.usable import fallback_summary, skipped_summary
+
+    for note in (skipped_summary(result.manifest.get("skipped_items") or []),
+                 fallback_summary(result.manifest.get("reference_fallback_items") or 0)):
+        if note:
+            print(note)
     print(f"{'layer':>5} {'mean slope':>11} {'median':>8} {'anti-steerable':>15}  95% interval")
     for layer in result.layers:
         f = result.figures(layer)

@@ -77,7 +77,8 @@ def add_entanglement(sub) -> None:
 def _from_args(args) -> tuple[str, list[str], int, SweepConfig]:
     """(model, concepts, layer, settings) from --study or from --datasets/--layer and the split options."""
     from steering.analyses.side_effects.entanglement import from_study
-    from steering.core.datasets import load_dataset, split_dataset
+    from steering.core.datasets import load_dataset
+    from steering.core.usable import run_split
 
     if args.study:
         if args.datasets or args.layer is not None:
@@ -94,12 +95,12 @@ def _from_args(args) -> tuple[str, list[str], int, SweepConfig]:
         raise ValidationError("entanglement needs at least two concepts, e.g. --datasets A,B")
     if args.n_train < 1 or args.n_test < 1:
         raise ValidationError("n_train and n_test must be at least 1")
-    for n in names:  # cheap checks before loading the model
-        split_dataset(load_dataset(n, args.data_dir), args.n_train, args.n_test, args.seed)
     model = args.model or DEFAULT_MODEL
     base = SweepConfig(model=model, data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test,
                        seed=args.seed, aggregator=args.aggregator, train_variant=args.variant,
                        test_variant=args.variant)
+    for n in names:  # cheap checks before loading the model: the split the runs will draw
+        run_split(load_dataset(n, args.data_dir), args.n_train, args.n_test, args.seed, metric=base.metric)
     return model, names, args.layer, base
 
 

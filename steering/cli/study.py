@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from steering.analyses.study import stats as study_stats
-from steering.analyses.study.compute import Study, run_study, scan_studies
+from steering.analyses.study.compute import Study, run_study, scan_studies, skipped_lines
 from steering.analyses.study.executors import EXECUTORS, study_measure
 from steering.analyses.study.spec import make_spec
 from steering.cli.common import Bar
@@ -78,6 +78,12 @@ def print_study(study: Study, out=None) -> None:
                 f"  {r.model_a} vs {r.model_b} · {r.pair:<16} {_rho(r.rho, r.n_datasets)}  ({r.n_datasets} datasets)",
                 file=out,
             )
+    for line in skipped_lines(study.meta):
+        print(line, file=out)
+    fallback = [c for c in study.meta["cells"] if c.get("reference_fallback_items")]
+    if fallback:
+        print(f"{len(fallback)} cells evaluated {sum(c['reference_fallback_items'] for c in fallback)} items on the "
+              "reference path (longer than the model's sliding window: same numbers, slower)", file=out)
     reused = sum(bool(c.get("vectors_reused")) for c in study.meta["cells"])
     print(
         f"\n{len(study.meta['cells'])} cells ({reused} reused a stored vector) · study directory: {study.path}",

@@ -14,6 +14,7 @@ from typing import Sequence
 from steering.core.prompts import DEFAULT_SYSTEM, VARIANTS
 from steering.core.registry import DEFAULT_MODEL
 from steering.core.scoring import METRICS
+from steering.core.usable import usable
 from steering.core.vectors import AGGREGATORS
 from steering.errors import SweepError  # noqa: F401 - re-exported
 
@@ -122,6 +123,9 @@ def settings_of(cfg: SweepConfig, ds, layers: list[int]) -> dict:
         if s[name] == default:
             s.pop(name)
     s.update(layers=layers, dataset_name=ds.name, dataset_sha256=ds.sha256)
+    skipped = len(usable(ds, cfg.metric).skipped)
+    if skipped:  # items left out change the split; absent when none are, so clean datasets keep their keys
+        s["n_unusable"] = skipped
     return s
 
 

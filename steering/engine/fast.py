@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -39,6 +37,15 @@ from steering.core.scoring import combine_scores, mean_per_token, pad_rows
 from steering.engine import devices
 from steering.engine.hooks import capture
 from steering.engine.models import LoadedModel
+from steering.engine.prompt_cache import (  # noqa: F401 - PromptBatch, PromptCache, unserved re-exported
+    PromptBatch,
+    PromptCache,
+    layout,
+    replicas_in_window,
+    seeded_cache,
+    suffix_len,
+    unserved,
+)
 from steering.errors import FastPathUnsupported  # noqa: F401 - re-exported
 
 Progress = Callable[[int, int], None]
@@ -62,94 +69,16 @@ def _view_from(lm: LoadedModel, first: int) -> nn.Module:
     return view
 
 
-@dataclass
-class PromptBatch:
-    """Cached state of B prompts: everything a cell needs except the steered layers."""
-
-    index: list[int]  # positions of these pairs in the caller's list
-    keys: list[torch.Tensor]  # per layer [B, Hkv, T, Dh]
-    values: list[torch.Tensor]
-    prefix_mask: torch.Tensor  # [B, T] 1 for real tokens
-    prefix_len: torch.Tensor  # [B] real prefix length (prompt length - 1)
-    suffix_ids: torch.Tensor  # [B, 2S]: positive block then negative block
-    targets: torch.Tensor  # [B, 2S] token each position predicts (0 where none)
-    target_valid: torch.Tensor  # [B, 2S] bool
-    read_pos: torch.Tensor  # [B] suffix index of the answer-letter token in the positive block
-    hidden: torch.Tensor  # [L, B, 2S, d] unsteered block outputs
-    base_logits: torch.Tensor  # [B, 2S] selected logits without steering
-    base_logz: torch.Tensor | None  # [B, 2S] log-partition for log-prob metrics
-
-    @property
-    def S(self) -> int:
-        return self.suffix_ids.shape[1] // 2
-
-    def nbytes(self) -> int:
-        tensors = self.keys + self.values + [self.hidden, self.prefix_mask, self.suffix_ids]
-        return int(sum(t.numel() * t.element_size() for t in tensors))
-
-
-@dataclass
-class PromptCache:
-    """All batches of one evaluation set, in the caller's order of pairs."""
-
-    batches: list[PromptBatch]
-    n: int
-    mode: str
-    metric: str
-    created: float = field(default_factory=time.time)
-
-    def nbytes(self) -> int:
-        return sum(b.nbytes() for b in self.batches)
-
-
-def _neg_inf(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).min
-
-
-def _layout(batch: PromptBatch, replicas: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Position ids [B, Q] and additive attention mask [B, 1, Q, T + Q] for R replicas of [pos | neg]."""
-    B, T = batch.prefix_mask.shape
-    S = batch.S
-    blocks = 2 * replicas
-    Q = blocks * S
-    j = torch.arange(Q, device=device)
-    offset, block = j % S, j // S
-    positions = batch.prefix_len.unsqueeze(1) + offset.unsqueeze(0)  # [B, Q]
-    same_block = block.unsqueeze(1) == block.unsqueeze(0)
-    causal = offset.unsqueeze(1) >= offset.unsqueeze(0)
-    allowed_suffix = (same_block & causal).unsqueeze(0).expand(B, Q, Q)
-    allowed_prefix = batch.prefix_mask.bool().unsqueeze(1).expand(B, Q, T)
-    allowed = torch.cat([allowed_prefix, allowed_suffix], dim=2)
-    mask = torch.zeros(allowed.shape, dtype=batch.hidden.dtype, device=device)
-    mask.masked_fill_(~allowed, _neg_inf(batch.hidden.dtype))
-    return positions, mask.unsqueeze(1)
-
-
-def _cache(lm: LoadedModel, batch: PromptBatch):
-    """A KV cache seeded with the batch's prefix without copying it."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=lm.model.config)
-    for layer, k, v in zip(cache.layers, batch.keys, batch.values):
-        layer.lazy_initialization(k, v)
-        layer.keys, layer.values = k, v
-        if hasattr(layer, "cumulative_length"):
-            layer.cumulative_length = k.shape[-2]
-    return cache
-
-
-
 def _run_from(lm: LoadedModel, batch: PromptBatch, first: int, x: torch.Tensor, replicas: int) -> torch.Tensor:
     """Final normalised hidden states [B, Q, d] from block ``first`` on, given its input x."""
-    positions, mask = _layout(batch, replicas, x.device)
-    window = getattr(lm.model.config, "sliding_window", None)
-    if window and mask.shape[-1] > window:
+    positions, mask = layout(batch, replicas, x.device)
+    if replicas > replicas_in_window(lm, batch.prefix_mask.shape[1], batch.S):  # callers size batches to fit
         raise FastPathUnsupported("prompt longer than the sliding window")
     style = lm.mask_style
     attn = {"full_attention": mask, "sliding_attention": mask} if style == "dict" else mask
     view = _view_from(lm, first)
     out = view(inputs_embeds=x, attention_mask=attn, position_ids=positions,
-               past_key_values=_cache(lm, batch), use_cache=True)
+               past_key_values=seeded_cache(lm, batch), use_cache=True)
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
 
@@ -247,7 +176,8 @@ def build_cache(
     """Run the prefix and unsteered suffix passes for all pairs, batched by prompt length."""
     if mode not in FAST_MODES:
         raise FastPathUnsupported(f"position mode '{mode}' changes the prompt's own states; use the reference path")
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].prompt_ids))
+    fallback = {i: pairs[i] for i in unserved(lm, pairs)}
+    order = sorted((i for i in range(len(pairs)) if i not in fallback), key=lambda i: len(pairs[i].prompt_ids))
     if batch_size is None:  # 16 on CPU; from free memory on CUDA
         batch_size = devices.prompts_per_batch(lm, max((len(p.prompt_ids) for p in pairs), default=1))
     batches = []
@@ -255,19 +185,34 @@ def build_cache(
         progress(0, len(order))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        with lm.lock:  # per batch: other sessions' passes interleave with a long encode
-            batches.append(_encode_batch(lm, [pairs[i] for i in idx], idx, metric, padding_side))
+        prefix, suffix = max(len(pairs[i].prompt_ids) - 1 for i in idx), max(suffix_len(pairs[i]) for i in idx)
+        # Padded together, items that each fit may not: then one by one (each fits alone, checked above).
+        for part in [idx] if replicas_in_window(lm, prefix, suffix) >= 1 else [[i] for i in idx]:
+            with lm.lock:  # per batch: other sessions' passes interleave with a long encode
+                batches.append(_encode_batch(lm, [pairs[i] for i in part], part, metric, padding_side))
         if progress:
             progress(min(start + batch_size, len(order)), len(order))
-    return PromptCache(batches=batches, n=len(pairs), mode=mode, metric=metric)
+    return PromptCache(batches=batches, n=len(pairs), mode=mode, metric=metric, fallback=fallback)
 
 
-def activation_differences(cache: PromptCache) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block outputs at the answer-letter token: (pos, neg), each [layer, pair, d], in the caller's order."""
-    L = cache.batches[0].hidden.shape[0]
-    d = cache.batches[0].hidden.shape[-1]
+def activation_differences(cache: PromptCache, lm: LoadedModel | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block outputs at the answer-letter token: (pos, neg), each [layer, pair, d], in the caller's order.
+
+    The cache's fallback items are read on the reference path, which needs ``lm``."""
+    ref = None
+    if cache.fallback:
+        if lm is None:
+            raise ValueError(f"activation_differences: {len(cache.fallback)} items need the reference path; pass lm")
+        from steering.engine.reference import reference_differences  # engine-internal: the items it cannot serve
+
+        ref = reference_differences(lm, list(cache.fallback.values()))
+    shape = cache.batches[0].hidden.shape if cache.batches else ref[0].shape
+    L, d = shape[0], shape[-1]
     pos = torch.zeros(L, cache.n, d)
     neg = torch.zeros(L, cache.n, d)
+    if ref is not None:
+        rows = torch.tensor(list(cache.fallback))
+        pos[:, rows], neg[:, rows] = ref[0].cpu(), ref[1].cpu()
     for b in cache.batches:
         rows = torch.arange(len(b.index))
         idx = torch.tensor(b.index)
@@ -314,7 +259,7 @@ def grid(
     """
     out = np.zeros((cache.n, len(layers), len(multipliers)))
     steered = [k for k, m in enumerate(multipliers) if m != 0]
-    total, done = len(cache.batches) * len(layers), 0
+    total, done = (len(cache.batches) + bool(cache.fallback)) * len(layers), 0
     per_pass = devices.tokens_per_pass(lm)
     if progress:
         progress(0, total)
@@ -327,7 +272,8 @@ def grid(
                 progress(done, total)
             continue
         base = _propensity(b, b.base_logits, b.base_logz, cache.metric).squeeze(1).cpu().numpy()
-        R = max(1, min(len(steered), per_pass // max(1, len(idx) * 2 * b.S)))
+        R = max(1, min(len(steered), per_pass // max(1, len(idx) * 2 * b.S),
+                       replicas_in_window(lm, b.prefix_mask.shape[1], b.S)))
         for j, layer in enumerate(layers):
             out[idx, j, :] = base[:, None]  # multiplier 0 is the unsteered pass
             for c in range(0, len(steered), R):
@@ -340,6 +286,13 @@ def grid(
                 progress(done, total)
         if on_batch:
             on_batch(number, b.index, out[idx])
+    if cache.fallback:  # items the fast path cannot serve: one full forward pass per cell
+        from steering.engine.reference import reference_grid
+
+        rows = list(cache.fallback)
+        step = (lambda d, t: progress(done + len(layers) * d // t, total)) if progress else None
+        out[rows] = reference_grid(lm, list(cache.fallback.values()), vectors, layers, multipliers, cache.mode,
+                                   cache.metric, progress=step)
     return out
 
 
@@ -373,6 +326,8 @@ def check_fast_path(lm: LoadedModel, tol: float | None = None) -> bool:
         lm.mask_style = style
         try:
             cache = build_cache(lm, [pair], batch_size=1)
+            if cache.fallback:  # served by the reference path: nothing of the fast path was compared
+                return _fall_back(lm, "its sliding window is shorter than a short probe prompt")
             fast = slider(lm, cache, layer, vector, 1.0)[0]
         except Exception:  # any failure here means the family needs the reference path
             continue

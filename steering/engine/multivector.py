@@ -52,7 +52,8 @@ def grid_many(lm: LoadedModel, cache: fast.PromptCache, layer: int, vectors: tor
         for j, m in enumerate(multipliers):
             if m == 0:
                 out[idx, :, j] = base[:, None]  # multiplier 0 is the unsteered pass, whatever the vector
-        R = max(1, fast.TOKENS_PER_PASS // max(1, len(idx) * 2 * b.S))
+        R = max(1, min(fast.TOKENS_PER_PASS // max(1, len(idx) * 2 * b.S),
+                       fast.replicas_in_window(lm, b.prefix_mask.shape[1], b.S)))
         for c in range(0, len(cells), R):
             chunk = cells[c : c + R]
             deltas = torch.stack([multipliers[j] * vecs[k] for k, j in chunk])
@@ -62,6 +63,10 @@ def grid_many(lm: LoadedModel, cache: fast.PromptCache, layer: int, vectors: tor
                 out[idx, k, j] = p[:, r]
         if progress:
             progress(number + 1, len(cache.batches))
+    if cache.fallback:  # items the fast path cannot serve (longer than a sliding window): the oracle's loop
+        rows = list(cache.fallback)
+        out[rows] = reference_many(lm, list(cache.fallback.values()), layer, vectors, multipliers, cache.mode,
+                                   cache.metric)
     return out
 
 

@@ -263,7 +263,8 @@ def _evaluate(vectors, info, path, lm, dataset, cfg, out, progress, settings, la
     chosen = {lay: vectors[lay].to(lm.device, lm.dtype) for lay in layers}
     ev = S.evaluate_given_vectors(lm, cfg, dataset, chosen, list(layers), progress)
     manifest = {**S.base_manifest(lm, cfg, dataset, settings), "seconds": round(time.time() - started, 2),
-                "imported_from": str(path), "imported_format": info["format"], "imported_model": info["model"]}
+                "imported_from": str(path), "imported_format": info["format"], "imported_model": info["model"],
+                **S.fallback_fields(0, ev.reference_fallback)}
     known = {f.name for f in fields(VectorMeta)}
     meta = VectorMeta(**{k: v for k, v in (info.get("vector_meta") or {}).items() if k in known}) \
         if info.get("vector_meta") else VectorMeta(model=info["model"] or lm.name, layers=list(layers))

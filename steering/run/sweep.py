@@ -19,11 +19,12 @@ import torch
 
 from steering.core.config import SweepConfig, settings_of
 from steering.core.damage import Damaged, log, quarantine, read_or_quarantine
-from steering.core.datasets import Dataset, Example, load_dataset, repeated_items, split_dataset
+from steering.core.datasets import Dataset, Example, load_dataset, repeated_items
 from steering.core.prompts import EncodedPair, encode_example
 from steering.core.results import SweepResult, load_run, pairs_frame, result_frames
 from steering.core.store import Partial, RunWriter, find_run, run_lock, settings_key
 from steering.core.swap import encode_for_metric
+from steering.core.usable import RunSplit, run_split, usable
 from steering.core.vectors import VectorMeta, aggregate, check_steering_scale, load_vectors, save_vectors
 from steering.engine import fast
 from steering.engine import reference as evaluate
@@ -77,7 +78,7 @@ def train_vectors(lm: LoadedModel, pairs: Sequence[EncodedPair], cfg: SweepConfi
     step = _phase(progress, "train")
     if use_fast(lm, cfg):
         cache = fast.build_cache(lm, pairs, mode="answer", progress=step)
-        pos, neg = fast.activation_differences(cache)
+        pos, neg = fast.activation_differences(cache, lm)
         del cache
     else:
         pos, neg = evaluate.reference_differences(lm, pairs, progress=step)
@@ -123,10 +124,20 @@ class EncodedSplit:
     pairs: list[EncodedPair]
 
 
-def encode_test_split(lm: LoadedModel, cfg: SweepConfig, ds: Dataset) -> EncodedSplit:
-    """The test split of ``cfg`` (sizes, seed, balance), encoded for its test variant and metric."""
-    _, test_ex = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+def split_of(cfg: SweepConfig, ds: Dataset) -> RunSplit:
+    """The run's train and test items (sizes, seed, balance), drawn from the items usable under its metric."""
+    return run_split(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train, cfg.metric)
+
+
+def encode_test_split(lm: LoadedModel, cfg: SweepConfig, ds: Dataset, split: RunSplit | None = None) -> EncodedSplit:
+    """The test split of ``cfg`` (``split`` when the caller has it), encoded for its test variant and metric."""
+    test_ex = (split or split_of(cfg, ds)).test
     return EncodedSplit(list(test_ex), encode_all(lm, test_ex, cfg, ds.name, "test"))
+
+
+def fallback_count(lm: LoadedModel, cfg: SweepConfig, pairs: Sequence[EncodedPair]) -> int:
+    """How many of ``pairs`` a run with ``cfg`` evaluates on the reference path although it uses the fast one."""
+    return len(fast.unserved(lm, pairs)) if use_fast(lm, cfg) else 0
 
 
 @dataclass
@@ -136,6 +147,7 @@ class Evaluation:
     split: EncodedSplit
     layers: list[int]
     props: np.ndarray
+    reference_fallback: int = 0  # test items the fast path could not serve (evaluated on the reference path)
 
     def frames(self, cfg: SweepConfig, ds_name: str, model_name: str, train_ex: Sequence[Example] = (),
                train_pairs: Sequence[EncodedPair] = ()) -> dict[str, pd.DataFrame]:
@@ -162,7 +174,7 @@ def evaluate_given_vectors(lm: LoadedModel, cfg: SweepConfig, ds: Dataset, vecto
     layers = list(layers) if layers is not None else sorted(vectors)
     split = split if split is not None else encode_test_split(lm, cfg, ds)
     props = evaluate_grid(lm, split.pairs, vectors, layers, cfg, progress, caches, cache_key, partial)
-    return Evaluation(split, layers, props)
+    return Evaluation(split, layers, props, fallback_count(lm, cfg, split.pairs))
 
 
 def base_manifest(lm: LoadedModel, cfg: SweepConfig, ds: Dataset, settings: dict) -> dict:
@@ -171,7 +183,18 @@ def base_manifest(lm: LoadedModel, cfg: SweepConfig, ds: Dataset, settings: dict
             "path": "fast" if use_fast(lm, cfg) else "reference", "n_layers_model": lm.n_layers,
             "hidden_size": lm.hidden_size, "dataset_path": ds.path, "versions": _versions(),
             "device": str(lm.device), "dtype": str(lm.dtype),
-            **({"path_note": lm.fast_note} if lm.fast_note else {})}
+            **({"path_note": lm.fast_note} if lm.fast_note else {}), **skipped_fields(ds, cfg)}
+
+
+def skipped_fields(ds: Dataset, cfg: SweepConfig) -> dict:
+    """The manifest's record of the items this run's metric cannot use (left out of its split)."""
+    skipped = usable(ds, cfg.metric).skipped
+    return {"n_skipped_items": len(skipped), "skipped_items": [s.as_dict() for s in skipped]}
+
+
+def fallback_fields(train: int, test: int) -> dict:
+    """The manifest's record of the items evaluated on the reference path where the fast path could not."""
+    return {"reference_fallback_items": train + test, "reference_fallback_by_split": {"train": train, "test": test}}
 
 
 def _versions() -> dict:
@@ -186,10 +209,14 @@ def train_key(cfg: SweepConfig, ds: Dataset, model_name: str) -> str:
 
     Content-addresses the vector store: every test variant of a study reuses one training.
     """
-    return settings_key({"model": model_name, "dataset_sha256": ds.sha256, "dataset_name": ds.name,
-                         "train_variant": cfg.train_variant, "n_train": cfg.n_train, "n_test": cfg.n_test,
-                         "seed": cfg.seed, "balance_train": cfg.balance_train, "aggregator": cfg.aggregator,
-                         "rescale": cfg.rescale, "system": cfg.system})
+    key = {"model": model_name, "dataset_sha256": ds.sha256, "dataset_name": ds.name,
+           "train_variant": cfg.train_variant, "n_train": cfg.n_train, "n_test": cfg.n_test,
+           "seed": cfg.seed, "balance_train": cfg.balance_train, "aggregator": cfg.aggregator,
+           "rescale": cfg.rescale, "system": cfg.system}
+    skipped = usable(ds, cfg.metric).digest()
+    if skipped:  # the metric left items out of the pool, so the training split differs (absent: keys unchanged)
+        key["unusable"] = skipped
+    return settings_key(key)
 
 
 def vector_store_path(out: str | Path, key: str) -> Path:
@@ -264,9 +291,10 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
     cfg.validate(lm.n_layers)
     settings = settings_of(cfg, ds, layers)
     key = settings_key(settings)
-    train_ex, _ = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+    split = split_of(cfg, ds)
+    train_ex = split.train
     train_pairs = encode_all(lm, train_ex, cfg, ds.name, "train")
-    test = encode_test_split(lm, cfg, ds)  # before training: a bad test item fails before any forward pass
+    test = encode_test_split(lm, cfg, ds, split)  # before training: a bad test item fails before any forward pass
     started = time.time()
     partial = Partial(out, settings) if out is not None else None  # what an interrupted run already finished
     reused, keep = False, {}
@@ -311,6 +339,7 @@ def compute_run(cfg: SweepConfig, lm: LoadedModel, ds: Dataset, out: str | Path 
         "vectors_reused": reused, "train_key": train_key(cfg, ds, lm.name),
         # The same item text in both splits (a file with duplicates): named so that readers can warn.
         "test_items_in_train": repeated_items(train_ex, test.examples),
+        **fallback_fields(fallback_count(lm, cfg, train_pairs), ev.reference_fallback),  # stored vectors too
     }
     if diag is not None:
         manifest["diagnostics"] = diag.summary

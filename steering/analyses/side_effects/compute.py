@@ -19,7 +19,7 @@ import pandas as pd
 
 from steering.analyses.side_effects import neutral, tradeoff
 from steering.core.damage import read_or_quarantine, require_columns
-from steering.core.datasets import Dataset, list_datasets, load_dataset, split_dataset
+from steering.core.datasets import Dataset, list_datasets, load_dataset
 from steering.core.files import atomic_write, name_lock
 from steering.core.results import SweepResult
 from steering.core.store import Partial, settings_key
@@ -75,7 +75,9 @@ def capability(lm: LoadedModel, mc: Dataset, n: int, vectors, layers, cfg,
 
 def validation_split(ds: Dataset, cfg, val_frac: float) -> tuple[list, list]:
     """(fit, validation): the training split with its last ``val_frac`` held out. The test split is not touched."""
-    train_ex, _ = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+    from steering.run.sweep import split_of  # analyses sit above the sweep
+
+    train_ex = split_of(cfg, ds).train  # the run's own training items (usable under its metric)
     if len(train_ex) < 2:
         raise SweepError("side effects need at least 2 training items: one to fit the vector, one to validate")
     n_val = min(len(train_ex) - 1, max(1, int(round(len(train_ex) * val_frac))))

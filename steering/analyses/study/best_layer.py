@@ -12,9 +12,9 @@ import pandas as pd
 
 from steering.core import metrics
 from steering.core.config import SweepConfig
-from steering.core.datasets import Dataset, split_dataset
+from steering.core.datasets import Dataset
 from steering.engine.models import LoadedModel
-from steering.run.sweep import encode_all, evaluate_grid, train_vectors
+from steering.run.sweep import encode_all, evaluate_grid, split_of, train_vectors
 
 
 def candidate_layers(n_layers: int, count: int = 8) -> list[int]:
@@ -33,7 +33,7 @@ def fit_validation_split(train_ex: Sequence, seed: int) -> tuple[list, list]:
 
 def validation_slopes(lm: LoadedModel, ds: Dataset, cfg: SweepConfig, layers: Sequence[int]) -> np.ndarray:
     """Mean validation slope per candidate layer for one dataset, from its training split only."""
-    train_ex, _ = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)  # test items unused
+    train_ex = split_of(cfg, ds).train  # the runs' own training items; test items unused
     fit_ex, val_ex = fit_validation_split(train_ex, cfg.seed)
     if not val_ex:
         val_ex = fit_ex  # a one-item training split: nothing to hold out

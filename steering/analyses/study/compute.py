@@ -25,10 +25,11 @@ from steering.analyses.study.best_layer import choose_best_layer
 from steering.analyses.study.spec import StudySpec, fixed_layer
 from steering.core.config import SweepConfig
 from steering.core.damage import Damaged, describe, log, report, require_types
-from steering.core.datasets import Dataset, load_dataset, split_dataset
+from steering.core.datasets import Dataset, load_dataset
 from steering.core.files import name_lock
 from steering.core.results import SweepResult
 from steering.core.store import settings_key
+from steering.core.usable import run_split, skipped_line
 from steering.engine.models import LoadedModel
 from steering.errors import DatasetError, StoreError, SweepError
 
@@ -199,7 +200,7 @@ def load_datasets(spec: StudySpec) -> dict[str, Dataset]:
         ds = load_dataset(item, spec.data_dir)
         if ds.name in loaded and loaded[ds.name].sha256 != ds.sha256:
             raise SweepError(f"two different datasets are both named '{ds.name}': give only one of them")
-        split_dataset(ds, spec.n_train, spec.n_test, spec.seed, spec.balance_train)
+        run_split(ds, spec.n_train, spec.n_test, spec.seed, spec.balance_train, spec.metric)  # usable items only
         loaded[ds.name] = ds
     return loaded
 
@@ -266,6 +267,24 @@ def _write(path: Path, meta: dict, frames: dict[str, pd.DataFrame]) -> None:
         raise
 
 
+def cell_notes(manifest: dict) -> dict:
+    """What a cell's run left out (unusable items) or served on the reference path, as its study records it."""
+    skipped = manifest.get("skipped_items") or []
+    return {"n_skipped_items": len(skipped), "skipped_first": skipped_line(skipped) if skipped else "",
+            "reference_fallback_items": int(manifest.get("reference_fallback_items") or 0)}
+
+
+def skipped_lines(meta: dict, model: str | None = None) -> list[str]:
+    """One line per model and dataset whose cells skipped unusable items ("<dataset>: skipped N ...")."""
+    seen: dict[tuple[str, str], str] = {}
+    for c in meta.get("cells", []):
+        if c.get("n_skipped_items") and (model is None or c["model"] == model):
+            n = c["n_skipped_items"]
+            seen.setdefault((c["model"], c["dataset"]), f"{c['dataset']}: skipped {n} unusable item"
+                            f"{'s' if n != 1 else ''} (first: {c['skipped_first']})")
+    return list(seen.values())
+
+
 def run_study(spec: StudySpec, out: str | Path = "results", progress: Callable[[str, int, int], None] | None = None,
               executor: str = "local", models: dict[str, LoadedModel] | None = None, replace: bool = False,
               caches=None, **executor_options) -> Study:
@@ -314,7 +333,7 @@ def _compute(spec: StudySpec, out: str | Path, path: Path, progress, executor: s
               "train_variant": r.config.train_variant, "test_variant": r.config.test_variant,
               "layer": r.config.layers[0], "run_key": r.manifest["key"], "run_dir": Path(r.run_dir).name,
               "train_key": r.manifest.get("train_key"), "vectors_reused": r.manifest.get("vectors_reused"),
-              "seconds": r.manifest.get("seconds")} for r in results]
+              "seconds": r.manifest.get("seconds"), **cell_notes(r.manifest)} for r in results]
     meta = {"spec": spec.to_json(), "key": settings_key(spec.to_json()), "layers": layers, "best_layer": best,
             "cells": cells, "dataset_paths": {name: ds.path for name, ds in datasets.items()},
             "dataset_sha256": {name: ds.sha256 for name, ds in datasets.items()},

@@ -47,7 +47,6 @@ class ModelWorker:
         self.computed = 0  # cells this incarnation computed (tests read it)
 
     def compute(self, cfg: SweepConfig, ds: Dataset):
-        from steering.core.datasets import split_dataset
         from steering.run import sweep
 
         crash = os.environ.get(CRASH_ONCE_ENV)
@@ -58,7 +57,7 @@ class ModelWorker:
         key = sweep.train_key(cfg, ds, self.lm.name)
         reused = key in self.trained
         if not reused:
-            train_ex, _ = split_dataset(ds, cfg.n_train, cfg.n_test, cfg.seed, cfg.balance_train)
+            train_ex = sweep.split_of(cfg, ds).train  # the run's own training items
             pairs = sweep.encode_all(self.lm, train_ex, cfg, ds.name, "train")
             self.trained[key], _ = sweep.trained_vectors(self.lm, ds, cfg, train_ex, pairs, out=None)
         outputs = sweep.compute_run(cfg, self.lm, ds, out=None, vectors=self.trained[key])

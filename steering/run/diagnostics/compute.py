@@ -143,7 +143,7 @@ class Engine:
     def differences(self, cache, pairs, phase: str) -> tuple[torch.Tensor, torch.Tensor]:
         if cache is None:
             return evaluate.reference_differences(self.lm, pairs, progress=self.step(phase))
-        return fast.activation_differences(cache)
+        return fast.activation_differences(cache, self.lm)
 
 
 def compute(lm: LoadedModel, cfg, ds_name: str, layers: Sequence[int], vectors: dict[int, torch.Tensor],
