@@ -171,7 +171,5 @@ def class4(not_ray: NotRay) -> list[Case]:
         Case(4, "Ray address: a local port that is not Ray", one(
             lambda ctx: study("ray", ctx, "corrigibility-demo", "--executor", "ray", "--ray-address",
                               f"127.0.0.1:{not_ray.port}")), timeout=60),
-        Case(4, "Ray address: unroutable", one(
-            lambda ctx: study("ray2", ctx, "corrigibility-demo", "--executor", "ray", "--ray-address",
-                              "10.255.255.1:6379")), timeout=60),
+        # No case sends traffic off this machine: only loopback addresses are allowed targets here.
     ]

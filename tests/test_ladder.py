@@ -208,7 +208,7 @@ def test_find_demo_setting_probe_then_full_length(tiny_llama):
 
 
 def test_bad_ladder_input_is_one_clear_line(tiny_llama):
-    with pytest.raises(InputError, match="cannot read ladder multipliers"):
+    with pytest.raises(InputError, match="cannot read the ladder multipliers"):
         parse_ladder("2,x")
     with pytest.raises(InputError, match="at least one non-zero"):
         parse_ladder("0")
@@ -245,7 +245,7 @@ def test_cli_generate_ladder_and_find(cli_on_tiny, capsys):
     assert printed.startswith("demo setting: ")
     assert main(["generate", "--ladder", "--multipliers", "1,x", "--out", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: cannot read ladder multipliers '1,x': use comma-separated numbers, e.g. -8,-4,-2,0,2,4,8"]
+    assert err == ["error: cannot read the ladder multipliers: use comma-separated numbers, e.g. -8,-4,-2,0,2,4,8"]
 
 
 @pytest.mark.integration

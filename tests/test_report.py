@@ -273,9 +273,13 @@ def test_every_number_on_the_card_equals_its_stored_source(full):
     ok = side[side.multiplier > 0]
     best = ok.loc[ok.val_gain.idxmax()]  # the recommendation, chosen on validation gain
     num = card.row("affordable").numbers
-    assert (num["layer"], num["multiplier"]) == (best.layer, best.multiplier)
-    for key in ("kl", "ppl_ratio", "mc_drop", "mc_accuracy"):
-        assert num[key] == pytest.approx(best[key]), key
+    if best.val_gain > 0:
+        assert (num["layer"], num["multiplier"]) == (best.layer, best.multiplier)
+        for key in ("kl", "ppl_ratio", "mc_drop", "mc_accuracy"):
+            assert num[key] == pytest.approx(best[key]), key
+    else:  # no setting helps on validation items: no recommendation; shifts are read at the largest multiplier
+        assert num == {"found": False}
+        best = pd.Series({"layer": LAYER, "multiplier": max(ok.multiplier)})
 
     base = pd.read_parquet(run_dir / "prompting.parquet")
     g = base[(base.layer == LAYER) & (base.multiplier == best.multiplier)]

@@ -103,6 +103,8 @@ def test_saturated_grid_is_flagged_and_an_ordinary_one_is_not():
     assert "saturates" in metrics.saturation_reason(x, saturated)
     ordinary = saturated + np.array([[0.0, 0, 0.1], [0.2, 0, 0.0], [0.0, 0, -0.3]])
     assert metrics.saturation_reason(x, ordinary) is None
+    duplicates = np.array([[5.0, 0.3, 7.0]] * 3)  # identical items agree everywhere: that is not saturation
+    assert metrics.saturation_reason(x, duplicates) is None
 
 
 def test_overflowing_or_non_finite_vectors_are_refused():

@@ -238,12 +238,13 @@ def saturation_reason(multipliers, propensities: np.ndarray) -> str | None:
     """
     x = np.asarray(multipliers, dtype=float)
     y = np.asarray(propensities, dtype=float)
-    steered = y[:, x != 0]
-    if y.shape[0] < 2 or steered.shape[1] == 0 or not np.isfinite(steered).all():
+    steered, unsteered = y[:, x != 0], y[:, x == 0]
+    if y.shape[0] < 2 or steered.shape[1] == 0 or unsteered.shape[1] == 0 or not np.isfinite(y).all():
         return None
     spread = steered.max(0) - steered.min(0)
-    scale = 1e-6 * max(1.0, float(np.abs(steered).max()))
-    if np.all(spread <= scale):
+    scale = 1e-6 * max(1.0, float(np.abs(y).max()))
+    # items that differ unsteered but not steered: the input no longer matters (identical items differ in neither)
+    if np.all(spread <= scale) and float(np.ptp(unsteered[:, 0])) > scale:
         return ("every item has the same propensity at every nonzero multiplier: the steering saturates "
                 "(the steered state no longer depends on the input), so no item can be called steerable or "
                 "anti-steerable")

@@ -50,7 +50,8 @@ def parse_ladder(spec: str | Sequence[float]) -> list[float]:
         try:
             values = [float(x) for x in spec.split(",") if x.strip()]
         except ValueError:
-            raise ValidationError(f"cannot read ladder multipliers '{spec}': use comma-separated numbers, "
+            # the text is not quoted back: the visitor sees it in the box, and a demo echoes nothing
+            raise ValidationError("cannot read the ladder multipliers: use comma-separated numbers, "
                                   "e.g. -8,-4,-2,0,2,4,8") from None
     else:
         values = [float(x) for x in spec]

@@ -262,7 +262,7 @@ class RowSet:
             return _missing(["side_effects"], threshold)
         st = setting_of(self.p, th)
         if not st["recommended"]:
-            return (cr.RED, f"no setting is affordable: {st['recommendation']['reason']}", threshold,
+            return (cr.RED, f"no recommended setting: {st['recommendation']['reason']}", threshold,
                     {"found": False}, {"found": "side_effects.parquet: kl"}, [])
         df = self.p.side
         row = df[(df.layer == st["layer"]) & (df.multiplier == st["multiplier"])].iloc[0]
