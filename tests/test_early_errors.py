@@ -114,3 +114,27 @@ def test_a_grpc_speaking_port_passes_the_probe():
         check_reachable(address, timeout=2.0)
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_non_finite_entanglement_multiplier_is_refused_before_the_model_is_looked_up(capsys, tmp_path, value):
+    from steering.cli.main import main
+
+    rc = main(["entanglement", "--datasets", "corrigibility-demo,optimism-demo", "--model", "no-such-model",
+               "--n-train", "8", "--n-test", "4", "--layer", "1", f"--multiplier={value}", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "not a finite number" in err[0], err
+
+
+def test_a_huge_imported_vector_is_refused_before_the_model_loads(capsys, tmp_path):
+    import torch
+
+    from steering.cli.main import main
+    from steering.core.vectors import VectorMeta, save_vectors
+
+    path, _ = save_vectors(tmp_path / "v.safetensors", {1: torch.ones(64) * 1e30},
+                           VectorMeta(model="no-such-model", layers=[1]))
+    rc = main(["import", str(path), "--dataset", "corrigibility-demo", "--n-train", "8", "--n-test", "4",
+               "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "saturates" in err[0], err

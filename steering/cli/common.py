@@ -60,3 +60,14 @@ class Bar:
             self.stream.write("\n")
             self.stream.flush()
             self.open = False
+
+
+def load_quietly(name: str, **kwargs):
+    """Load a model with its loading bars held back: a bad input found later is still one line on stderr."""
+    import contextlib
+    import io
+
+    from steering.engine.models import load_model
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        return load_model(name, **kwargs)

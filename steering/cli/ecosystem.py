@@ -71,10 +71,10 @@ def _import(args) -> int:
         if not args.to:
             print("no dataset recorded in the file: pass --dataset NAME to evaluate it")
         return 0
-    from steering.cli.common import Bar
+    from steering.cli.common import Bar, load_quietly
     from steering.core.config import SweepConfig, parse_multipliers
     from steering.core.datasets import load_dataset
-    from steering.engine.models import load_model
+    from steering.core.vectors import check_steering_scale
 
     known = {f.name for f in fields(SweepConfig)}
     cfg = SweepConfig(**{k: v for k, v in settings.items() if k in known})
@@ -96,7 +96,8 @@ def _import(args) -> int:
     if not model:
         raise ControlVectorError("no model recorded in the file: pass --model")
     cfg.model = model
-    lm = load_model(model, device=args.device)
+    check_steering_scale({l: vectors[l] for l in (cfg.layers or sorted(vectors)) if l in vectors}, cfg.multipliers)
+    lm = load_quietly(model, device=args.device)
     bar = Bar()
     try:
         result = evaluate_vectors(args.file, lm, ds, cfg, out=args.out, progress=bar)

@@ -9,7 +9,8 @@ import argparse
 
 from steering.analyses.side_effects.compute import SideEffectsConfig
 from steering.analyses.side_effects.tradeoff import DEFAULT_KL_BUDGET, describe
-from steering.core.config import CHOICES, DEFAULT_VARIANT, SweepConfig, add_split_options
+from steering.cli.common import load_quietly
+from steering.core.config import CHOICES, DEFAULT_VARIANT, SweepConfig, add_split_options, check_multipliers
 from steering.core.registry import DEFAULT_MODEL
 from steering.errors import ValidationError
 
@@ -106,10 +107,10 @@ def _from_args(args) -> tuple[str, list[str], int, SweepConfig]:
 
 def entanglement_main(args, progress) -> int:
     from steering.analyses.side_effects.entanglement import entanglement, matrix
-    from steering.engine.models import load_model
-
     model, names, layer, base = _from_args(args)
-    lm = load_model(model)
+    if float(args.multiplier) != 0:  # 0 has its own message from entanglement()
+        check_multipliers([0.0, float(args.multiplier)])  # before the model loads, not after
+    lm = load_quietly(model)
     df = entanglement(lm, names, layer, base, args.out, args.multiplier, progress)
     if hasattr(progress, "close"):
         progress.close()
