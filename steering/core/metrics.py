@@ -158,19 +158,6 @@ def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float
     return m - half, m + half
 
 
-def bootstrap_ci(values: np.ndarray, stat, n_boot: int = 2000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``stat`` over resampled examples."""
-    values = np.asarray(values)
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    stats = stat(values[idx], axis=1)
-    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
-
-
 ALL_FLAT = ("no item's propensity changes with the multiplier (every slope is exactly 0): the steering "
             "saturates or has no effect, so no item can be called steerable or anti-steerable")
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 from steering.analyses.side_effects.tradeoff import DEFAULT_KL_BUDGET
+from steering.core import metrics
 from steering.errors import InputError
 
 GREEN, AMBER, RED = "green", "amber", "red"
@@ -31,7 +31,7 @@ class Thresholds:
     """Every threshold of the card. Override any: ``Thresholds(anti_green=0.1)`` or ``with_overrides``."""
 
     level: float = _t(0.95, "confidence level of every interval",
-                      "convention: 95% intervals, as everywhere in this project (bootstrap, Wilson, t)")
+                      "convention: 95% intervals, as everywhere in this project (Wilson, t)")
     beyond_green: float = _t(0.5, "better than chance: share of items beyond their random null band (green at least)",
                              "project choice: most items should move more than under random directions of the "
                              "vector's norm (the null band, z > 1.96)")
@@ -123,28 +123,21 @@ def parse_overrides(items: Sequence[str]) -> dict[str, float]:
 
 
 def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
-    """Wilson score interval of the proportion k/n (honest at small n and at 0 or n); None for n = 0."""
-    if n <= 0:
-        return None
-    z = float(sps.norm.ppf(0.5 + level / 2))
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    """Wilson score interval of the proportion k/n (``metrics.wilson_interval``); None for n = 0."""
+    return metrics.wilson_interval(k, n, level) if n > 0 else None
 
 
 def mean_interval(values, level: float = 0.95) -> tuple[float, float | None, float | None]:
-    """(mean, lo, hi) with the t interval of the mean; lo/hi None with fewer than two values."""
+    """(mean, lo, hi) of the finite values with the t interval of ``metrics.mean_interval``; lo/hi None with
+    fewer than two values."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return float("nan"), None, None
-    m = float(v.mean())
     if len(v) < 2:
-        return m, None, None
-    half = float(sps.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - half, m + half
+        return float(v.mean()), None, None
+    lo, hi = metrics.mean_interval(v, level)
+    return float(v.mean()), lo, hi
 
 
 # ---------------------------------------------------------------- marks

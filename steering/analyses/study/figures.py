@@ -26,7 +26,7 @@ def concept_distributions(
     examples: pd.DataFrame, rows: pd.DataFrame, metric: str = "logit_diff", kind: str = "violin"
 ) -> go.Figure:
     """Per concept: its per-example slopes (violin or box), sorted by median, beside its anti-steerable
-    fraction with the bootstrap 95% interval (the paper's Figure 1). One model, one variant pair."""
+    fraction with its Wilson 95% interval (the paper's Figure 1). One model, one variant pair."""
     order = concept_order(rows)
     fig = make_subplots(
         rows=1,
