@@ -21,12 +21,12 @@ setup: $(VENV)/.stamp-setup
 
 # Local use: only this machine can reach the dashboard, every setting is open.
 run: setup
-	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(BIN)/python -m ui.launch --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 # Serving to a network is a choice: every interface, shared-demo mode (see README "Serving a demo").
 # STEERING_ALLOWED_MODELS / STEERING_ALLOWED_DATA_DIRS list what visitors may pick.
 serve: setup
-	STEERING_DEMO=1 $(BIN)/streamlit run app.py --server.address 0.0.0.0 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	STEERING_DEMO=1 $(BIN)/python -m ui.launch --server.address 0.0.0.0 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 # Chromium and its driver for the browser tests come from Debian (nothing downloads its own browser).
 browser-deps:

@@ -7,7 +7,7 @@ st.navigation lists the pages so the first entry reads "Home", not "app".
 
 import streamlit as st
 
-from ui import diagnostics, page, runs, state, views
+from ui import page, state
 
 INTRO = """
 A **steering vector** (Contrastive Activation Addition) is the mean difference of a model's
@@ -27,7 +27,14 @@ def intro() -> None:
     st.markdown(INTRO)
 
 
+def loading() -> None:
+    st.info("Loading the model (once per server start); the page completes when it is ready.")
+    st.button("Compute — loading the model…", type="primary", disabled=True, key="compute_loading")
+
+
 def body(ctx: state.Context) -> None:
+    from ui import diagnostics, runs, views  # torch and plotly: imported once the title and settings show
+
     st.subheader(f"Concept: {ctx.dataset.name}")
     views.concept_summary(ctx)
     st.caption(views.settings_line(ctx))
@@ -51,7 +58,7 @@ def body(ctx: state.Context) -> None:
 
 
 def home() -> None:
-    page.run("Steering-vector reliability", body, intro=intro)
+    page.run("Steering-vector reliability", body, intro=intro, loading=loading)
 
 
 PAGES = {

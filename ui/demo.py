@@ -39,8 +39,7 @@ from steering.analyses.study.spec import PRESETS, check_layer_rule, paper_datase
 from steering.core.config import check_multipliers
 from steering.core.config import parse_multipliers as core_parse_multipliers
 from steering.core.datasets import Dataset, list_datasets, load_dataset
-from steering.core.registry import REGISTRY
-from steering.engine.tiny import TINY_MODEL
+from steering.core.registry import REGISTRY, TINY_MODEL
 from steering.errors import DatasetError, ModelError, SweepError
 from ui import limits, session
 

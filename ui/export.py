@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from steering.core.datasets import BUNDLED_DIR
+from steering.core.registry import TINY_MODEL
 from steering.core.results import SweepResult
-from steering.engine.tiny import TINY_MODEL
 from steering.interop import static_figures
 from steering.run import figures
 from ui import state

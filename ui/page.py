@@ -14,8 +14,12 @@ def show_error(e: Exception, where: str = "") -> None:
     failures.show(e, state.results_dir(), where)
 
 
-def run(title: str, body: Callable[[state.Context], None], intro: Callable[[], None] | None = None) -> None:
-    """Draw a page: sidebar first (its settings feed the body), then ``intro`` and ``body(ctx)``."""
+def run(title: str, body: Callable[[state.Context], None], intro: Callable[[], None] | None = None,
+        loading: Callable[[], None] | None = None) -> None:
+    """Draw a page: title and ``intro``, the sidebar (its settings feed the body), then ``body(ctx)``.
+
+    While the model is still loading (the first visit after the server started) ``loading()`` is
+    shown where the body will be."""
     st.set_page_config(page_title=f"{title} · steering reliability", layout="wide")
     if not demo.gate():  # the operator's password, when one is set
         return
@@ -24,7 +28,7 @@ def run(title: str, body: Callable[[state.Context], None], intro: Callable[[], N
     if intro is not None:
         intro()
     try:
-        ctx = sidebar.render()
+        ctx = sidebar.render(loading)
     except Exception as e:  # noqa: BLE001 - the sidebar must never take the page down
         show_error(e, f"{title} (sidebar)")
         ctx = None

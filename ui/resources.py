@@ -9,41 +9,95 @@ the busy flag for its whole length (``ui.compute.run``).
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import streamlit as st
 
 from steering.core.config import env_int
 from steering.core.datasets import DatasetInfo, list_datasets
-from steering.engine import fast
-from steering.engine.models import LoadedModel, load_model
-from steering.engine.tiny import TINY_MODEL, tiny_random_model
+from steering.core.registry import TINY_MODEL
 from steering.errors import ModelError
 from ui import demo
+
+if TYPE_CHECKING:  # torch and transformers load in the background thread, not when a page is drawn
+    from steering.engine.fast import CacheStore
+    from steering.engine.models import LoadedModel
 
 DEFAULT_CACHE_BYTES = 2 * 1024**3  # $STEERING_CACHE_BYTES overrides it
 
 
-@st.cache_resource(max_entries=1, show_spinner=False)  # one model per process: switching unloads the old one
-def _cached_model(name: str) -> LoadedModel:
+def _load(name: str) -> "LoadedModel":
+    # Imported here: a page paints its title and settings before torch and transformers have loaded.
     if name == TINY_MODEL:
+        from steering.engine.tiny import tiny_random_model
+
         return tiny_random_model()
+    from steering.engine.models import load_model
+
     return load_model(name)
 
 
-def model(name: str) -> LoadedModel:
+_slot_lock = threading.Lock()
+_slot: dict[str, Future] = {}  # one model per process: the one loading or loaded (switching drops the old one)
+
+
+def start_loading(name: str) -> Future:
+    """The model ``name`` as a future, its load started in a background thread unless it is loaded or loading.
+
+    A failed load is forgotten once it has been reported, so the next visit tries again."""
+    with _slot_lock:
+        fut = _slot.get(name)
+        if fut is not None and not (fut.done() and fut.exception() is not None):
+            return fut
+        fut = Future()
+        _slot.clear()  # never two models at once: the old one is freed when no computation holds it
+        _slot[name] = fut
+
+    def work() -> None:
+        try:
+            fut.set_result(_load(name))
+        except BaseException as e:  # noqa: BLE001 - handed to whoever waits for the model
+            fut.set_exception(e)
+
+    threading.Thread(target=work, name=f"load {name}", daemon=True).start()
+    return fut
+
+
+def ready(name: str) -> bool:
+    """True when ``name`` has finished loading (or failed to): asking for it will not wait."""
+    with _slot_lock:
+        fut = _slot.get(name)
+    return fut is not None and fut.done()
+
+
+def request_model(name: str) -> Future:
+    """Start loading ``name`` for a visitor (unless loaded or loading): the future of the model."""
     demo.check_model(name)  # demo mode: only the models the operator allows
     check_switch(name)  # never unload a model another session is computing with
-    lm = _cached_model(name)
+    return start_loading(name)
+
+
+def model(name: str) -> "LoadedModel":
+    """The loaded model ``name``, waiting for its load (started now unless already under way)."""
+    lm = request_model(name).result()
     loaded(name)
     return lm
 
 
+def preload(name: str) -> None:
+    """Start loading ``name`` at server start, before any visitor asks (``ui.launch``)."""
+    demo.check_model(name)
+    start_loading(name)
+
+
 @st.cache_resource(show_spinner=False)
-def cache_store() -> fast.CacheStore:
+def cache_store() -> "CacheStore":
     """Prompt caches of recent runs, so the multiplier slider never re-encodes prompts (bounded by bytes)."""
-    return fast.CacheStore(max_bytes=env_int("STEERING_CACHE_BYTES", DEFAULT_CACHE_BYTES))
+    from steering.engine.fast import CacheStore
+
+    return CacheStore(max_bytes=env_int("STEERING_CACHE_BYTES", DEFAULT_CACHE_BYTES))
 
 
 @st.cache_data(ttl=120, max_entries=16, show_spinner=False)

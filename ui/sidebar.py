@@ -7,14 +7,16 @@ is reported in the sidebar and the page shows what it can.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from typing import Callable
+
 import streamlit as st
 
 from steering.core.config import CHOICES
 from steering.core.datasets import MAX_UPLOAD_BYTES
+from steering.core.names import METRIC_UNITS, POSITION_HELP
 from steering.core.registry import REGISTRY, default_layer, list_models
-from steering.core.scoring import METRIC_UNITS
 from steering.core.usable import usable
-from steering.engine.hooks import POSITION_HELP
 from steering.errors import DatasetError
 from ui import demo, failures, state, unreadable, upload
 
@@ -38,16 +40,41 @@ def _set_custom_model() -> None:
         state.put("model", name)
 
 
-def _model_section() -> state.LoadedModel | None:
+def _model_section() -> Future | None:
+    """The model selector; the chosen model starts loading in the background (None: it may not be used)."""
     sb = st.sidebar
     state.bound(sb.selectbox, "Model", "model", options=_model_options(),
                 format_func=lambda n: f"{n} — {REGISTRY[n].description}" if n in REGISTRY else n)
     try:
-        with st.spinner(f"Loading {state.get('model')} (once per server)…"):
-            return state.model(state.get("model"))
+        return state.request_model(state.get("model"))
     except Exception as e:  # noqa: BLE001 - bad input is its message, a bug one line naming its log
         failures.show(e, state.results_dir(), "loading the model", sb, prefix="Model: ")
         return None
+
+
+def _await_model(pending: Future, where, loading: Callable[[], None] | None) -> state.LoadedModel | None:
+    """Wait for the model, showing ``loading`` in the page meanwhile; a failed load is shown in ``where``."""
+    name = state.get("model")
+    try:
+        if pending.done():
+            return state.model(name)
+        slot = st.empty()
+        with slot.container():
+            (loading or (lambda: st.info(f"Loading {name} (once per server)…")))()
+        lm = state.model(name)
+        slot.empty()
+        return lm
+    except Exception as e:  # noqa: BLE001 - bad input is its message, a bug one line naming its log
+        failures.show(e, state.results_dir(), "loading the model", where, prefix="Model: ")
+        return None
+
+
+def _layer_slider(where, name: str, n_layers: int) -> None:
+    layer = state.get("layer")
+    if layer is None or not 0 <= layer < n_layers:
+        state.put("layer", default_layer(name, n_layers))
+    state.bound(where.slider, "Layer", "layer", min_value=0, max_value=n_layers - 1, step=1,
+                help="Decoder block whose output is read (training) and steered.")
 
 
 def _dataset_section() -> state.Dataset | None:
@@ -130,29 +157,42 @@ def _advanced_section() -> None:
                           on_change=_set_custom_model, placeholder="e.g. /models/my-model.gguf")
 
 
-def render() -> state.Context | None:
-    """Draw the shared sidebar; None when no model or dataset can be used (the reason is shown)."""
+def render(loading: Callable[[], None] | None = None) -> state.Context | None:
+    """Draw the shared sidebar; None when no model or dataset can be used (the reason is shown).
+
+    Everything but the model's own settings is drawn while the model loads in the background; then
+    this waits for it, with ``loading()`` drawn in the page meanwhile."""
     state.init_state()
     demo.enforce()
     sb = st.sidebar
     sb.header("Settings")
-    lm = _model_section()
+    pending = _model_section()
+    model_errors = sb.container()
     ds = _dataset_section()
-    if lm is None or ds is None:
+    if pending is None or ds is None:
         _advanced_section()
         return None
-    layer = state.get("layer")
-    if layer is None or not 0 <= layer < lm.n_layers:
-        state.put("layer", default_layer(lm.name, lm.n_layers))
-    state.bound(sb.slider, "Layer", "layer", min_value=0, max_value=lm.n_layers - 1, step=1,
-                help="Decoder block whose output is read (training) and steered.")
+    name = state.get("model")
+    layer_box = sb.container()
+    # A registry model's layer count is known before it loads: the slider need not wait for torch.
+    drawn = REGISTRY[name].n_layers if name in REGISTRY and not pending.done() else 0
+    if drawn:
+        _layer_slider(layer_box, name, drawn)
     state.bound(sb.selectbox, "Aggregator", "aggregator", options=list(CHOICES["aggregator"]),
                 help="mean: CAA mean difference; pca / logistic: directions rescaled to the mean's norm.")
     c1, c2 = sb.columns(2)
     state.bound(c1.selectbox, "Train variant", "train_variant", options=list(CHOICES["variant"]), help=VARIANT_HELP)
     state.bound(c2.selectbox, "Test variant", "test_variant", options=list(CHOICES["variant"]), help=VARIANT_HELP)
-    if not _split_section(ds):
-        _advanced_section()
-        return None
+    split_ok = _split_section(ds)
     _advanced_section()
+    lm = _await_model(pending, model_errors, loading)
+    if lm is None:
+        return None
+    if not drawn:
+        _layer_slider(layer_box, lm.name, lm.n_layers)
+    elif drawn != lm.n_layers:  # the registry disagreed with the model: draw the slider for the real count
+        state.put("layer", default_layer(lm.name, lm.n_layers))
+        st.rerun()
+    if not split_ok:
+        return None
     return state.Context(lm=lm, dataset=ds, settings=state.Settings.from_state())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from steering.core.config import (
     SweepConfig,
@@ -19,9 +20,8 @@ from steering.core.datasets import (  # noqa: F401 - default_split re-exported f
     Dataset,
     default_split,
 )
-from steering.engine.models import LoadedModel
 from ui import demo
-from ui.resources import cache_store, dataset_infos, model  # noqa: F401 - re-exported for pages
+from ui.resources import cache_store, dataset_infos, model, request_model  # noqa: F401 - re-exported for pages
 from ui.session import (  # noqa: F401 - re-exported for pages
     SessionMemo,
     bound,
@@ -34,6 +34,9 @@ from ui.session import (  # noqa: F401 - re-exported for pages
     put,
     results_dir,
 )
+
+if TYPE_CHECKING:  # torch loads in the background while the page paints (ui.resources)
+    from steering.engine.models import LoadedModel
 
 UPLOAD_PREFIX = demo.UPLOAD_PREFIX
 
@@ -121,7 +124,7 @@ class Settings:
 class Context:
     """What a page needs after the sidebar: the loaded model, the chosen dataset and the settings."""
 
-    lm: LoadedModel
+    lm: "LoadedModel"
     dataset: Dataset
     settings: Settings
 

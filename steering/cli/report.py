@@ -27,9 +27,8 @@ from steering.core.config import (
     add_split_options,
     parse_multipliers,
 )
-from steering.core.registry import DEFAULT_MODEL
+from steering.core.registry import DEFAULT_MODEL, TINY_MODEL
 from steering.core.store import settings_key
-from steering.engine.tiny import TINY_MODEL
 from steering.errors import ValidationError
 
 SHORT = {"steers": "steers", "chance": "chance", "reliable": "per-input", "letter": "letter", "stable": "stable",

@@ -11,14 +11,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from steering.core.names import AGGREGATORS, METRICS, POSITION_MODES
 from steering.core.prompts import DEFAULT_SYSTEM, VARIANTS
 from steering.core.registry import DEFAULT_MODEL
-from steering.core.scoring import METRICS
 from steering.core.usable import usable
-from steering.core.vectors import AGGREGATORS
 from steering.errors import SweepError  # noqa: F401 - re-exported
 
-POSITION_MODES = ("answer", "all", "generated")  # where steering is added (engine.hooks)
 DEFAULT_MULTIPLIERS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
 MAX_MULTIPLIER = 1e4  # beyond this the steered activations overflow to inf/NaN
 DEFAULT_LADDER = (-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0)  # the live multiplier ladder (generated text)

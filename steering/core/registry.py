@@ -72,6 +72,7 @@ REGISTRY: dict[str, RegistryEntry] = {
                                  "Qwen2.5-1.5B-Instruct (chat, 28 layers)", 28, 12, "3 GB download; 6.5 GB RAM, CPU"),
 }
 DEFAULT_MODEL = "smollm2-135m"
+TINY_MODEL = "tiny-random"  # random weights with SmolLM2's tokenizer, for tests (engine.tiny builds it)
 
 
 def _package_dir(module: str) -> Path:

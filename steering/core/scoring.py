@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from steering.core.names import METRIC_UNITS, METRICS  # noqa: F401 - re-exported
 from steering.errors import SweepError
-
-METRICS = ("logit_diff", "logprob_diff", "prob", "answer_text")
-METRIC_UNITS = {
-    "logit_diff": "logit difference (positive - negative)",
-    "logprob_diff": "log-probability difference (positive - negative)",
-    "prob": "P(positive), normalised over the two answers",
-    # Letter-free: the prompt without its Choices block, completions are the option texts.
-    "answer_text": "mean per-token log-probability difference of the option texts (positive - negative)",
-}
 
 
 def mean_per_token(metric: str) -> bool:

@@ -15,9 +15,8 @@ from typing import Callable
 import torch
 
 from steering.core.files import atomic_write, atomic_write_text, publish, refuse_existing  # noqa: F401
+from steering.core.names import AGGREGATORS  # noqa: F401 - re-exported
 from steering.errors import ControlVectorError, SweepError
-
-AGGREGATORS = ("mean", "pca", "logistic")
 
 
 def mean_aggregator(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

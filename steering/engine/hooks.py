@@ -12,14 +12,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from steering.core.config import POSITION_MODES
+from steering.core.names import POSITION_HELP, POSITION_MODES  # noqa: F401 - re-exported
 from steering.errors import SweepError
-
-POSITION_HELP = {
-    "answer": "from the last prompt token onward (the paper's choice)",
-    "all": "every position, the prompt included",
-    "generated": "only tokens after the prompt (completion / generated tokens)",
-}
 
 
 def _hidden(output):

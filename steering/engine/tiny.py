@@ -14,11 +14,9 @@ from pathlib import Path
 
 import torch
 
-from steering.core.registry import REGISTRY
+from steering.core.registry import REGISTRY, TINY_MODEL  # noqa: F401 - TINY_MODEL re-exported
 from steering.engine.models import LoadedModel, wrap_model
 from steering.errors import ModelError
-
-TINY_MODEL = "tiny-random"
 
 
 @lru_cache(maxsize=1)  # reading the tokenizer from the gguf takes seconds; tests build many models

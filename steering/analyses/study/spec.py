@@ -20,9 +20,8 @@ from steering.core.config import (
     check_multipliers,
 )
 from steering.core.datasets import BUNDLED_DIR, list_datasets
+from steering.core.names import AGGREGATORS, METRICS
 from steering.core.prompts import VARIANTS
-from steering.core.scoring import METRICS
-from steering.core.vectors import AGGREGATORS
 from steering.errors import SweepError
 
 REGISTRY_FILE = BUNDLED_DIR / "paper_datasets.json"  # the project's own list (users have no ../shared)
