@@ -11,6 +11,7 @@ SOURCES = {"stored": "From the stored sweep grid.",
            "interpolated": "Interpolated from the stored sweep grid: refining…"}
 
 
+@st.fragment  # a slider step reruns only this part: the page's other figures are not rebuilt or resent
 def multiplier_view(ctx: state.Context, result) -> None:
     st.subheader("Propensity at a chosen multiplier")
     lo, hi, step = runs.SLIDER

@@ -39,24 +39,31 @@ def token_view(lm: LoadedModel, prompt: str, positive: str, negative: str, mode:
 @torch.no_grad()
 def example_curve(lm: LoadedModel, prompt: str, positive: str, negative: str, layer: int, vector: torch.Tensor,
                   multipliers: Sequence[float], mode: str = "answer", metric: str = "logit_diff") -> pd.DataFrame:
-    """Propensity, P(A) and P(B) at each multiplier (reference path, one example).
+    """Propensity, P(A) and P(B) at each multiplier (full forward passes, one example).
 
     P(A), P(B): the model's probability of the letter token A / B at the
-    answer-letter position (after "("), over the whole vocabulary.
+    answer-letter position (after "("), over the whole vocabulary. Every multiplier's
+    positive and negative sequence go in one batch (a per-row multiplier), and logits are
+    formed only from the last prompt position on: the Inspect page waits for this.
     """
     pair = encode_pair(lm.tokenizer, prompt, positive, negative)
     ids, mask = _sequences(lm, pair)
     n = len(pair.prompt_ids)
-    at = n + pair.read_index - 1  # the position that predicts the letter
+    first = n - 1  # the first position whose logits are read (it predicts the first completion token)
+    at = n + pair.read_index - 1 - first  # the position that predicts the letter, among those kept
     pos_letter, neg_letter = pair.pos_ids[pair.read_index], pair.neg_ids[pair.read_index]
     pos_is_A = "A" in positive and "B" in negative
+    k = len(multipliers)
+    rows_m = torch.tensor([float(m) for m in multipliers]).repeat_interleave(2)  # [pos, neg] per multiplier
+    with lm.lock, steer(lm.blocks[layer], vector.to(lm.device, lm.dtype), rows_m.to(lm.device), steer_start(n, mode)):
+        logits = lm.model(input_ids=ids.repeat(k, 1), attention_mask=mask.repeat(k, 1),
+                          logits_to_keep=ids.shape[1] - first).logits
     rows = []
-    for m in multipliers:
-        with lm.lock, steer(lm.blocks[layer], vector.to(lm.device, lm.dtype), m, steer_start(n, mode)):
-            logits = lm.model(input_ids=ids, attention_mask=mask).logits
-        prop = combine_scores(completion_score(logits[0], n, pair.pos_ids, metric),
-                              completion_score(logits[1], n, pair.neg_ids, metric), metric)
-        probs = torch.softmax(logits[0, at].float(), -1)
+    for i, m in enumerate(multipliers):
+        pos, neg = logits[2 * i], logits[2 * i + 1]
+        prop = combine_scores(completion_score(pos, 1, pair.pos_ids, metric),
+                              completion_score(neg, 1, pair.neg_ids, metric), metric)
+        probs = torch.softmax(pos[at].float(), -1)
         p_pos, p_neg = float(probs[pos_letter]), float(probs[neg_letter])
         rows.append({"multiplier": float(m), "propensity": float(prop),
                      "p_A": p_pos if pos_is_A else p_neg, "p_B": p_neg if pos_is_A else p_pos})

@@ -1,0 +1,171 @@
+"""Interaction times in a real browser, as a person demoing meets them: the dashboard started as `make run`
+starts it (`python -m ui.launch`), one headless Chromium session, the default concept and layer.
+
+    .venv/bin/python bench/bench_ui.py [--model smollm2-135m] [--walks 2] [--shots DIR]
+
+It computes the sidebar layer once (its time is printed, without a target: that is a computation), then
+clicks through the pages on that stored run: every page switch, a step of the Steerability page's
+multiplier slider (to a value off the sweep grid and back onto it), and opening Inspect examples. Each
+interaction is timed from the click until the app has finished its script run with the page's own
+content shown, and printed beside its target; a miss makes the bench exit 1. The first walk's times
+are printed but not checked (each page's first visit in a session fills its memos); later walks are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench_common import Targets
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("STEERING_CHROMIUM", "/usr/bin/chromium")
+PAGE_SWITCH_S, SLIDER_S, INSPECT_S, REFINED_S = 0.5, 0.2, 1.0, 1.0
+# Streamlit marks its root with the script's state; an observer notes that a run began after the action, so
+# a check made before the rerun has started cannot pass for its end.
+WATCH = """() => {
+  const app = document.querySelector('[data-testid=stApp]');
+  window.__ran = false;
+  if (window.__watch) window.__watch.disconnect();
+  window.__watch = new MutationObserver(() => {
+    if (app.getAttribute('data-test-script-state') === 'running') window.__ran = true;
+  });
+  window.__watch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+IDLE = ("() => window.__ran && document.querySelector('[data-testid=stApp]')"
+        ".getAttribute('data-test-script-state') === 'notRunning'")
+# (sidebar label, the page's title, what shows once that page has drawn on a computed run)
+PAGES = [
+    ("Steerability", "Steerability", "Propensity at a chosen multiplier"),
+    ("Layer sweep", "Layer sweep", re.compile(r"Sweep all \d+ layers")),
+    ("Inspect examples", "Inspect examples", "P(A) and P(B) vs multiplier"),
+    ("Live steering", "Live steering", "Multiplier ladder"),
+    ("Report card", "Report card", "Verdict."),
+    ("Diagnostics", "Diagnostics", re.compile(r"Compute diagnostics for layer \d+")),
+    ("Export", "Export", "Reproduce with the backend"),
+    ("Side effects", "Side effects", "Compute side effects"),
+    ("Home", "Steering-vector reliability", "headline figures"),
+]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _settle(page, shown, title: str | None = None, idle: bool = True) -> None:
+    """Wait for the page ``title``, for ``shown`` (text or pattern) and (``idle``) for the script run's end."""
+    if title is not None:
+        page.get_by_role("heading", name=title, exact=True).wait_for()
+    page.get_by_text(shown).first.wait_for()
+    if idle:
+        page.wait_for_function(IDLE)
+
+
+def _timed(action, page, shown, title: str | None = None, idle: bool = True) -> float:
+    """Seconds from ``action`` until ``shown`` is on the page and (``idle``) the script run it caused ended."""
+    page.evaluate(WATCH)
+    t = time.perf_counter()
+    action()
+    _settle(page, shown, title, idle)
+    return time.perf_counter() - t
+
+
+def _switch(page, label: str, title: str, shown) -> float:
+    link = page.get_by_test_id("stSidebarNav").get_by_text(label, exact=True)
+    return _timed(link.click, page, shown, title)
+
+
+def _slider_step(page, key: str, value: str, idle: bool) -> float:
+    thumb = page.get_by_role("slider", name=re.compile("Multiplier"))
+    thumb.focus()
+    return _timed(lambda: thumb.press(key), page, re.compile(rf"^Mean propensity at {re.escape(value)}$"), idle=idle)
+
+
+def walk(page, targets: Targets | None, shots: Path | None, n: int) -> None:
+    def report(name: str, seconds: float, target: float) -> None:
+        if targets is None:
+            print(f"  {name}: {seconds:.2f} s (first walk, target <= {target:g} s not checked)")
+        else:
+            targets.check(f"walk {n}: {name}", seconds, target, higher_is_better=False, unit=" s")
+
+    for label, title, shown in PAGES:
+        seconds = _switch(page, label, title, shown)
+        report(f"page switch to {label}", seconds, INSPECT_S if label == "Inspect examples" else PAGE_SWITCH_S)
+        if shots is not None and n == 1:
+            page.screenshot(path=str(shots / f"ui_{label.replace(' ', '_').lower()}.png"), full_page=True)
+        if label == "Steerability":
+            # 1.0 -> 1.1 (off the grid: an estimate at once, then refined live) -> 1.0 (on the grid)
+            t = time.perf_counter()
+            off = _slider_step(page, "ArrowRight", "1.1", idle=False)
+            page.get_by_text("Computed live from the cached prompt states.").wait_for()
+            page.wait_for_function(IDLE)
+            refined = time.perf_counter() - t
+            back = _slider_step(page, "ArrowLeft", "1", idle=True)
+            report("slider step off the grid (first figure)", off, SLIDER_S)
+            report("slider step off the grid (refined)", refined, REFINED_S)
+            report("slider step back onto the grid", back, SLIDER_S)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--walks", type=int, default=2)
+    ap.add_argument("--shots", help="folder for one screenshot per page of the first walk")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    port = _port()
+    env = dict(os.environ, STEERING_MODEL=args.model, STEERING_RESULTS=tempfile.mkdtemp(),
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env.pop("STEERING_DATA_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "ui.launch", "--server.port", str(port), "--server.headless",
+                             "true", "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shots = Path(args.shots) if args.shots else None
+    if shots:
+        shots.mkdir(parents=True, exist_ok=True)
+    targets = Targets()
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM,
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_context(viewport={"width": 1500, "height": 1200}).new_page()
+            page.set_default_timeout(300_000)
+            page.goto(f"http://127.0.0.1:{port}")
+            compute = page.get_by_role("button", name=re.compile(r"Compute layer \d+"))
+            compute.wait_for()
+            page.wait_for_function(IDLE)
+            print(f"{args.model}, default concept and layer; load average {os.getloadavg()[0]:.2f}")
+            print(f"first compute (train, encode, the multiplier grid; not an interaction): "
+                  f"{_timed(compute.click, page, 'headline figures'):.1f} s")
+            for n in range(1, args.walks + 1):
+                print(f"walk {n}:")
+                walk(page, targets if n > 1 else None, shots, n)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if args.walks < 2:
+        print("one walk only (--walks 1): no target checked")
+    return targets.exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
