@@ -26,7 +26,7 @@ def multiplier_view(ctx: state.Context, result) -> None:
     if source == "interpolated" and runs.refine(ctx, result, ctx.layer, [m]):  # after the estimate has drawn
         steered, source = runs.propensities_at(ctx, result, ctx.layer, m)
         distribution(ctx, box, m, base, steered, source)
-    runs.refine(ctx, result, ctx.layer, runs.neighbours(m))  # a slider move interrupts this at the next draw
+    runs.prefetch(ctx, result, ctx.layer, runs.neighbours(m))  # in the background: the next step is exact at once
 
 
 def distribution(ctx: state.Context, box, m: float, base, steered, source: str) -> None:

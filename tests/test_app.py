@@ -157,7 +157,12 @@ def test_steerability_page_figures_and_live_multiplier_slider():
     assert "Mean propensity at 2.3" in after
     assert after["Mean change vs multiplier 0"] != before["Mean change vs multiplier 0"]
     assert "Computed live from the cached prompt states." in texts(at)
-    computed = next(iter(at.session_state["memo_slider_values"].values()))
+    import ui.runs
+
+    for fut in list(ui.runs._pending.values()):  # the neighbours are computed in the background
+        fut.result(60)
+    run_key = next(iter(at.session_state["memo_results"].values())).manifest["key"]
+    computed = ui.runs.SLIDER_VALUES[(run_key, at.session_state["s_layer"])]
     assert {2.2, 2.3, 2.4} <= set(computed)  # the next notch either way is exact at once
     live_fig = charts(at)[2]
     assert live_fig["data"][1]["name"] == "multiplier 2.3"
@@ -176,6 +181,8 @@ def test_off_grid_slider_value_shows_the_interpolated_estimate_until_refined(mon
     from steering.run.live import interpolate
 
     monkeypatch.setattr(ui.runs, "refine", lambda *a: False)  # as if the computation had not finished yet
+    monkeypatch.setattr(ui.runs, "prefetch", lambda *a: [])
+    monkeypatch.setattr(ui.runs, "SLIDER_VALUES", type(ui.runs.SLIDER_VALUES)())
     at = computed_app()
     at.switch_page("pages/1_Steerability.py").run()
     at.slider(key="w_slider_multiplier").set_value(1.2).run()

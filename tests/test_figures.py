@@ -47,7 +47,11 @@ def test_propensity_curves_highlight_anti_steerable_examples():
     df = props_frame(layers=(0,))
     fig = figures.propensity_curves(df, ["d:1", "d:2"], "logit_diff", n_sample=6)
     red = [t for t in fig.data if t.line.color == figures.ANTI]
-    assert {t.hovertemplate.split("<br>")[0] for t in red} == {"d:1", "d:2"}
+    assert len(red) == 1 and {c for c in red[0].customdata if c} == {"d:1", "d:2"}
+    blue = [t for t in fig.data if t.line.color == figures.BASE]
+    assert {c for c in blue[0].customdata if c}.isdisjoint({"d:1", "d:2"}) and len(set(blue[0].customdata)) > 1
+    gaps = [i for i, x in enumerate(red[0].x) if x is None]  # one gap after each curve: no line joins two items
+    assert len(gaps) == 2 and red[0].y[gaps[0]] is None
     assert fig.layout.yaxis.title.text == "propensity (logit difference)"
 
 

@@ -7,6 +7,9 @@ serves any single layer, so after a full sweep every layer is instant.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -18,13 +21,21 @@ from steering.core.results import SweepResult, load_run
 from steering.core.store import find_run, quarantine, settings_key
 from steering.run.live import interpolate, slider_grid
 from steering.run.sweep import run_sweep
-from ui import demo, state
+from ui import demo, resources, state
 from ui.compute import run
 
 Scope = Literal["layer", "all"]
 RESULTS = state.SessionMemo("results", 6)  # results kept per session (each holds a few tables and vectors)
 SLIDER = (-3.0, 3.0, 0.1)  # the Steerability page's multiplier slider: low, high, step
-SLIDER_VALUES = state.SessionMemo("slider_values", 4)  # (run, layer) -> {multiplier: propensities}
+# Slider values are a function of the stored run alone, so every session shares them:
+# (run key, layer) -> {multiplier: propensities in the steerability table's order}, the last few runs kept.
+SLIDER_VALUES: OrderedDict[tuple[str, int], dict[float, np.ndarray]] = OrderedDict()
+SLIDER_RUNS = 8
+_slider_lock = threading.Lock()
+_pending: dict[tuple[str, int, float], Future] = {}
+# One worker: the neighbours of the slider's value are computed after the page has drawn, one batch at a time,
+# outside the script run (a page switch or the next step does not wait for them).
+_prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slider")
 PHASES = {
     "train": "Training vectors (one pass per training prompt)",
     "test": "Encoding test prompts (cached for the slider)",
@@ -103,14 +114,18 @@ def _stored(result: SweepResult, layer: int, ids: np.ndarray) -> tuple[np.ndarra
 def _computed(result: SweepResult, layer: int) -> dict[float, np.ndarray]:
     """Slider values computed so far for (run, layer): multiplier -> propensities in the table's order."""
     key = (result.manifest["key"], layer)
-    known = SLIDER_VALUES.get(key)
-    return known if known is not None else SLIDER_VALUES.put(key, {})
+    with _slider_lock:
+        known = SLIDER_VALUES.setdefault(key, {})
+        SLIDER_VALUES.move_to_end(key)
+        while len(SLIDER_VALUES) > SLIDER_RUNS:
+            SLIDER_VALUES.popitem(last=False)
+        return known
 
 
 def propensities_at(ctx: state.Context, result: SweepResult, layer: int, multiplier: float) -> tuple[np.ndarray, str]:
     """Test-example propensities at ``multiplier``, in the steerability table's order, at once; and where they
-    come from: "stored" (the sweep grid), "computed" (by ``refine``), or "interpolated" (from the stored grid,
-    until ``refine`` has computed this value)."""
+    come from: "stored" (the sweep grid), "computed" (by ``refine`` or ``prefetch``), or "interpolated" (from the
+    stored grid, until this value has been computed)."""
     ids = layer_rows(result, layer).example_id.to_numpy()
     grid, table = _stored(result, layer, ids)
     hit = np.flatnonzero(np.isclose(grid, multiplier, atol=1e-9))
@@ -122,18 +137,49 @@ def propensities_at(ctx: state.Context, result: SweepResult, layer: int, multipl
     return interpolate(grid, table.to_numpy(), multiplier), "interpolated"
 
 
-def refine(ctx: state.Context, result: SweepResult, layer: int, multipliers: list[float]) -> bool:
-    """Compute the values at ``multipliers`` not stored or computed yet, in one grid call on the cached prompt
-    states (the steered passes batch several multipliers); False when there was nothing to compute."""
+def _submit(ctx: state.Context, result: SweepResult, layer: int, multipliers: list[float]) -> list[Future]:
+    """Futures of the values at ``multipliers`` not stored or computed yet: those already under way, and one
+    new batch for the rest (the steered passes batch several multipliers)."""
     known = _computed(result, layer)
     grid = np.asarray(result.config.multipliers, dtype=float)
-    todo = [round(float(m), 6) for m in multipliers
-            if round(float(m), 6) not in known and not np.isclose(grid, m, atol=1e-9).any()]
-    if not todo:
-        return False
-    ids = layer_rows(result, layer).example_id.to_numpy()
-    values = run(lambda _: slider_grid(ctx.lm, result, layer, todo, state.cache_store()), model=ctx.lm.name, bar=False)
-    order = pd.Index(result.test_pairs().example_id.to_numpy()).get_indexer(ids)  # stored order -> table order
-    for k, m in enumerate(todo):
-        known[m] = values[order, k]
-    return True
+    run_key = result.manifest["key"]
+    wanted = [round(float(m), 6) for m in multipliers]
+    todo = [m for m in wanted if m not in known and not np.isclose(grid, m, atol=1e-9).any()]
+    with _slider_lock:
+        futures = {_pending[(run_key, layer, m)] for m in todo if (run_key, layer, m) in _pending}
+        new = [m for m in todo if (run_key, layer, m) not in _pending]
+        if new:
+            ids = layer_rows(result, layer).example_id.to_numpy()
+            order = pd.Index(result.test_pairs().example_id.to_numpy()).get_indexer(ids)  # stored -> table order
+            lm, caches = ctx.lm, state.cache_store()
+
+            def work() -> None:
+                try:
+                    with resources.busy(lm.name):  # no session may unload the model meanwhile
+                        values = slider_grid(lm, result, layer, new, caches)
+                    for k, m in enumerate(new):
+                        known[m] = values[order, k]
+                finally:
+                    with _slider_lock:
+                        for m in new:
+                            _pending.pop((run_key, layer, m), None)
+
+            fut = _prefetcher.submit(work)
+            for m in new:
+                _pending[(run_key, layer, m)] = fut
+            futures.add(fut)
+    return list(futures)
+
+
+def refine(ctx: state.Context, result: SweepResult, layer: int, multipliers: list[float]) -> bool:
+    """Compute the values at ``multipliers`` not stored or computed yet, and wait for them (one batch on the
+    cached prompt states, or the batch already under way); False when there was nothing to compute."""
+    futures = _submit(ctx, result, layer, multipliers)
+    for fut in futures:
+        fut.result()  # a failure is the page's to show
+    return bool(futures)
+
+
+def prefetch(ctx: state.Context, result: SweepResult, layer: int, multipliers: list[float]) -> list[Future]:
+    """Start computing the values at ``multipliers`` in the background (the slider's next steps)."""
+    return _submit(ctx, result, layer, multipliers)
