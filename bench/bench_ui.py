@@ -150,7 +150,7 @@ def main() -> int:
             page.goto(f"http://127.0.0.1:{port}")
             compute = page.get_by_role("button", name=re.compile(r"Compute layer \d+"))
             compute.wait_for()
-            page.wait_for_function(IDLE)
+            page.wait_for_function(IDLE.replace("window.__ran && ", ""))
             print(f"{args.model}, default concept and layer; load average {os.getloadavg()[0]:.2f}")
             print(f"first compute (train, encode, the multiplier grid; not an interaction): "
                   f"{_timed(compute.click, page, 'headline figures'):.1f} s")

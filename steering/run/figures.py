@@ -48,6 +48,14 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go
     return fig
 
 
+def _vline(fig: go.Figure, x: float, colour: str, dash: str, text: str | None = None) -> None:
+    """A vertical line across the plot (plotly's add_vline costs several ms each: these figures redraw live)."""
+    fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper", line=dict(color=colour, dash=dash))
+    if text:
+        fig.add_annotation(x=x, y=1, xref="x", yref="paper", text=text, showarrow=False, xanchor="left",
+                           yanchor="bottom")
+
+
 def zero_aligned_bins(values: np.ndarray, nbins: int = 30) -> np.ndarray:
     """Histogram bin edges with 0 as an edge, so no bin mixes anti-steerable and steerable slopes."""
     v = np.asarray(values, dtype=float)
@@ -75,11 +83,11 @@ def slope_histogram(slopes: Sequence[float], metric: str = "logit_diff", nbins: 
         fig.add_bar(x=centers[keep], y=counts[keep], width=width * 0.95, name=name, marker_color=colour,
                     customdata=np.stack([edges[:-1][keep], edges[1:][keep]], -1),
                     hovertemplate="slope %{customdata[0]:.3g} to %{customdata[1]:.3g}: %{y} examples<extra></extra>")
-    fig.add_vrect(x0=edges[0], x1=0, fillcolor=ANTI_FILL, line_width=0, layer="below")
-    fig.add_vline(x=0, line_color=ANTI, line_dash="dot")
+    fig.add_shape(type="rect", x0=edges[0], x1=0, y0=0, y1=1, xref="x", yref="paper", fillcolor=ANTI_FILL,
+                  line_width=0, layer="below")
+    _vline(fig, 0, ANTI, "dot")
     if len(s):
-        fig.add_vline(x=float(s.mean()), line_color=STEER, line_dash="dash",
-                      annotation_text=f"mean {s.mean():.3g}", annotation_position="top right")
+        _vline(fig, float(s.mean()), STEER, "dash", f"mean {s.mean():.3g}")
     fig.update_layout(barmode="stack", bargap=0)
     return _layout(fig, title, slope_label(metric), "examples")
 
@@ -175,7 +183,7 @@ def distribution_at(base: Sequence[float], steered: Sequence[float], multiplier:
         fig.add_histogram(x=values, name=name, marker_color=colour, opacity=0.6,
                           xbins=dict(start=lo - size / 2, end=hi + size, size=size))
         if len(values):
-            fig.add_vline(x=float(values.mean()), line_color=colour, line_dash="dash")
+            _vline(fig, float(values.mean()), colour, "dash")
     fig.update_layout(barmode="overlay")
     return _layout(fig, f"Propensity at multiplier {multiplier:g} vs unsteered", propensity_label(metric), "examples")
 
