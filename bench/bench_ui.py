@@ -102,7 +102,7 @@ def walk(page, targets: Targets | None, shots: Path | None, n: int) -> None:
         if label == "Inspect examples":  # the page draws from the stored run; P(A)/P(B) follow in the same run
             t = time.perf_counter()
             _timed(page.get_by_test_id("stSidebarNav").get_by_text(label, exact=True).click, page, shown,
-                             title, idle=False)
+                   title, idle=False)
             page.locator(".token-view").wait_for()
             drawn = time.perf_counter() - t
             _settle(page, "P(A) and P(B) vs multiplier")
