@@ -4,7 +4,9 @@ its health check answering, the page's title, the first paint of Home (title, th
 selector and the compute button, which says "loading the model" until the model is ready), and the
 model-ready view (the enabled compute button). Run it twice: the first run on a machine fills the weight
 cache, later runs read it; the targets (first paint <= 3 s, model ready <= 5 s) are checked from the
-second run on.
+second run on. Opening the page the moment the server answers is the worst case (the page's first run
+shares the CPU with the model load); a last start times a visitor who arrives --arrive-after seconds
+later (default 10), whose model-ready view is checked against 3 s from the visit.
 
     .venv/bin/python bench/bench_start.py [--model smollm2-135m] [--repeat 2] [--plain]
 
@@ -37,9 +39,11 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def first_view(model: str, browser, plain: bool = False) -> tuple[float, float, float, float]:
+def first_view(model: str, browser, plain: bool = False, arrive: float = 0.0) -> tuple[float, float, float, float]:
     """Seconds from the server's start to: its health check answering, the page's title shown, the first
-    paint of Home (sidebar and compute button drawn) and the model-ready view (the compute button enabled)."""
+    paint of Home (sidebar and compute button drawn) and the model-ready view (the compute button enabled).
+    With ``arrive``, the visitor opens the page that many seconds after the server started, and the last
+    three times count from that visit instead."""
     port = _port()
     env = dict(os.environ, STEERING_MODEL=model, STEERING_RESULTS=tempfile.mkdtemp(),
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
@@ -56,6 +60,9 @@ def first_view(model: str, browser, plain: bool = False) -> tuple[float, float, 
             except OSError:
                 time.sleep(0.05)
         healthy = time.perf_counter() - t0
+        if arrive:
+            time.sleep(max(0.0, arrive - healthy))
+            t0 = time.perf_counter()
         page = browser.new_page()
         page.set_default_timeout(300_000)
         page.goto(f"http://127.0.0.1:{port}")
@@ -77,6 +84,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--arrive-after", type=float, default=10.0,
+                    help="also time a visit this many seconds after the server started (the model then loaded)")
     ap.add_argument("--plain", action="store_true", help="also time `streamlit run app.py` without the preload")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -98,6 +107,11 @@ def main() -> int:
             if i > 0:  # the targets hold once the weight cache is warm: the first run may fill it
                 targets.check(f"run {i + 1}: first paint of Home", painted, 3, higher_is_better=False, unit=" s")
                 targets.check(f"run {i + 1}: model-ready view", shown, 5, higher_is_better=False, unit=" s")
+        healthy, titled, painted, shown = first_view(args.model, browser, arrive=args.arrive_after)
+        print(f"a visitor {args.arrive_after:g} s after the server started: title after {titled:.1f} s, first "
+              f"paint after {painted:.1f} s, model-ready view after {shown:.1f} s (from the visit)")
+        targets.check(f"visit {args.arrive_after:g} s after start: model-ready view", shown, 3,
+                      higher_is_better=False, unit=" s")
         if args.plain:
             healthy, titled, painted, shown = first_view(args.model, browser, plain=True)
             print(f"`streamlit run app.py` (no preload): title after {titled:.1f} s, first paint after "

@@ -86,10 +86,10 @@ def model(name: str) -> "LoadedModel":
     return lm
 
 
-def preload(name: str) -> None:
+def preload(name: str) -> Future:
     """Start loading ``name`` at server start, before any visitor asks (``ui.launch``)."""
     demo.check_model(name)
-    start_loading(name)
+    return start_loading(name)
 
 
 @st.cache_resource(show_spinner=False)
