@@ -164,6 +164,19 @@ def test_steerability_page_figures_and_live_multiplier_slider():
     run_key = next(iter(at.session_state["memo_results"].values())).manifest["key"]
     computed = ui.runs.SLIDER_VALUES[(run_key, at.session_state["s_layer"])]
     assert {2.2, 2.3, 2.4} <= set(computed)  # the next notch either way is exact at once
+    # ... and what the background worker stored is the live computation, in the steerability table's order
+    import numpy as np
+
+    from steering.engine import fast
+    from steering.run.live import live_propensities
+    from ui import resources
+
+    result = next(iter(at.session_state["memo_results"].values()))
+    layer = at.session_state["s_layer"]
+    fresh = live_propensities(resources.model("tiny-random"), result, layer, 2.2, fast.CacheStore(max_bytes=2**28))
+    table_ids = result.steerability[result.steerability.layer == layer].example_id.to_numpy()
+    order = [list(result.test_pairs().example_id).index(e) for e in table_ids]
+    np.testing.assert_allclose(computed[2.2], fresh[order], rtol=1e-5, atol=1e-6)
     live_fig = charts(at)[2]
     assert live_fig["data"][1]["name"] == "multiplier 2.3"
 
