@@ -6,6 +6,8 @@ import streamlit as st
 from steering.run import figures
 from ui import page, runs, state, views
 
+FIGURES = state.SessionMemo("steerability_figures", 4)  # (run, layer, metric) -> the page's fixed figures
+
 SOURCES = {"stored": "From the stored sweep grid.",
            "computed": "Computed live from the cached prompt states.",
            "interpolated": "Interpolated from the stored sweep grid: refining…"}
@@ -52,7 +54,19 @@ def spurious_view(ctx: state.Context, result, steer) -> None:
     shown = [p for p in parts if p]
     st.markdown("Of the variance of the slopes, " + (" and ".join(shown) if shown else "no factor varies here")
                 + " (R² of an OLS fit on the factor).")
-    views.chart(figures.slopes_by_factor(steer, ctx.metric), key="factors")
+    views.chart(fixed_figures(ctx, result, steer)["factors"], key="factors")
+
+
+def fixed_figures(ctx: state.Context, result, steer) -> dict:
+    """The figures that depend only on the run, layer and metric: built once, not on every visit."""
+    def build() -> dict:
+        props = runs.layer_rows(result, ctx.layer, "propensities")
+        anti = steer[steer.anti_steerable].example_id
+        return {"slopes": figures.slope_histogram(steer.slope, ctx.metric),
+                "curves": figures.propensity_curves(props, anti, ctx.metric),
+                "factors": figures.slopes_by_factor(steer, ctx.metric)}
+
+    return FIGURES.get_or_compute((result.manifest["key"], ctx.layer, ctx.metric), build)
 
 
 def body(ctx: state.Context) -> None:
@@ -62,13 +76,12 @@ def body(ctx: state.Context) -> None:
     st.caption(views.settings_line(ctx))
     views.headline(ctx, result)
     steer = runs.layer_rows(result, ctx.layer)
-    props = runs.layer_rows(result, ctx.layer, "propensities")
+    figs = fixed_figures(ctx, result, steer)
     left, right = st.columns(2)
     with left:
-        views.chart(figures.slope_histogram(steer.slope, ctx.metric), key="slopes")
+        views.chart(figs["slopes"], key="slopes")
     with right:
-        anti = steer[steer.anti_steerable].example_id
-        views.chart(figures.propensity_curves(props, anti, ctx.metric), key="curves")
+        views.chart(figs["curves"], key="curves")
     multiplier_view(ctx, result)
     spurious_view(ctx, result, steer)
     views.provenance(result)

@@ -57,8 +57,13 @@ def gguf_bytes(result: SweepResult) -> bytes:
         return path.read_bytes()
 
 
+FIGURES = state.SessionMemo("export_figures", 4)
+
+
 def report_figures(result: SweepResult, layer: int, metric: str) -> dict:
-    return static_figures.run_figures(result, layer, metric)
+    """The run's figures, built once per (run, layer, metric) in a session: the page lists them on every visit."""
+    return FIGURES.get_or_compute((result.manifest["key"], layer, metric),
+                                  lambda: static_figures.run_figures(result, layer, metric))
 
 
 def report_html(result: SweepResult, layer: int, metric: str) -> str:
