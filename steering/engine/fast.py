@@ -33,10 +33,11 @@ import torch
 from torch import nn
 
 from steering.core.prompts import EncodedPair
-from steering.core.scoring import combine_scores, mean_per_token, pad_rows
+from steering.core.scoring import combine_scores, mean_per_token
 from steering.engine import devices
 from steering.engine.hooks import capture
 from steering.engine.models import LoadedModel
+from steering.engine.prefix import prefix_pass
 from steering.engine.prompt_cache import (  # noqa: F401 - PromptBatch, PromptCache, unserved re-exported
     PromptBatch,
     PromptCache,
@@ -124,16 +125,7 @@ def _propensity(batch: PromptBatch, sel: torch.Tensor, logz: torch.Tensor | None
 def _encode_batch(lm: LoadedModel, pairs: Sequence[EncodedPair], index: list[int], metric: str,
                   padding_side: str) -> PromptBatch:
     dev, pad = lm.device, lm.tokenizer.pad_token_id
-    prefixes = [list(p.prompt_ids[:-1]) for p in pairs]
-    prefix_ids, prefix_mask = pad_rows(prefixes, pad, padding_side)
-    prefix_ids, prefix_mask = prefix_ids.to(dev), prefix_mask.to(dev)
-    positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)
-    out = lm.base(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions, use_cache=True)
-    cache = out.past_key_values
-    keys = [layer.keys for layer in cache.layers]
-    values = [layer.values for layer in cache.layers]
-    if len(keys) != lm.n_layers:
-        raise FastPathUnsupported("the model's cache does not hold one entry per block")
+    keys, values, prefix_mask = prefix_pass(lm, [p.prompt_ids[:-1] for p in pairs], padding_side)
 
     S = max(1 + max(len(p.pos_ids), len(p.neg_ids)) for p in pairs)
     suffix, targets, valid = [], [], []

@@ -84,10 +84,15 @@ def layout(batch: PromptBatch, replicas: int, device) -> tuple[torch.Tensor, tor
 
 def seeded_cache(lm: LoadedModel, batch: PromptBatch):
     """A KV cache seeded with the batch's prefix without copying it."""
+    return seed_cache(lm, batch.keys, batch.values)
+
+
+def seed_cache(lm: LoadedModel, keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor]):
+    """A KV cache holding ``keys``/``values`` (per layer [B, Hkv, T, Dh]) as if T tokens had run."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=lm.model.config)
-    for layer, k, v in zip(cache.layers, batch.keys, batch.values):
+    for layer, k, v in zip(cache.layers, keys, values):
         layer.lazy_initialization(k, v)
         layer.keys, layer.values = k, v
         if hasattr(layer, "cumulative_length"):
