@@ -70,10 +70,12 @@ def _view_from(lm: LoadedModel, first: int) -> nn.Module:
     return view
 
 
-def _run_from(lm: LoadedModel, batch: PromptBatch, first: int, x: torch.Tensor, replicas: int) -> torch.Tensor:
-    """Final normalised hidden states [B, Q, d] from block ``first`` on, given its input x."""
-    positions, mask = layout(batch, replicas, x.device)
-    if replicas > replicas_in_window(lm, batch.prefix_mask.shape[1], batch.S):  # callers size batches to fit
+def _run_from(lm: LoadedModel, batch: PromptBatch, first: int, x: torch.Tensor, replicas: int,
+              block: int | None = None) -> torch.Tensor:
+    """Final normalised hidden states [B, Q, d] from block ``first`` on, given its input x (replicas of
+    [pos | neg] blocks of ``block`` positions, default the batch's S)."""
+    positions, mask = layout(batch, replicas, x.device, block)
+    if replicas > replicas_in_window(lm, batch.prefix_mask.shape[1], block or batch.S):  # callers size to fit
         raise FastPathUnsupported("prompt longer than the sliding window")
     style = lm.mask_style
     attn = {"full_attention": mask, "sliding_attention": mask} if style == "dict" else mask
@@ -110,14 +112,24 @@ def _logits_at(lm: LoadedModel, h: torch.Tensor, targets: torch.Tensor, full: bo
     return sel.float().to(home), (logz.to(home) if logz is not None else None)
 
 
-def _propensity(batch: PromptBatch, sel: torch.Tensor, logz: torch.Tensor | None, metric: str) -> torch.Tensor:
-    """Propensity per replica [B, R] from selected logits [B, R*2S]."""
-    B, S = sel.shape[0], batch.S
+def answer_positions(batch: PromptBatch, t: torch.Tensor) -> torch.Tensor:
+    """``t`` [B, 2S, ...] without each block's last position: it predicts no completion token (the
+    completion's last token is only ever a target), so the steered passes leave it out."""
+    B, S = t.shape[0], batch.S
+    return t.reshape(B, 2, S, *t.shape[2:])[:, :, : S - 1].reshape(B, 2 * (S - 1), *t.shape[2:])
+
+
+def _propensity(batch: PromptBatch, sel: torch.Tensor, logz: torch.Tensor | None, metric: str,
+                block: int | None = None) -> torch.Tensor:
+    """Propensity per replica [B, R] from selected logits [B, R*2S] (blocks of ``block`` = S - 1 positions
+    when they come from ``answer_positions``)."""
+    B = sel.shape[0]
+    S, valid = (batch.S, batch.target_valid) if block is None else (block, answer_positions(batch, batch.target_valid))
     scores = sel if metric == "logit_diff" else sel - logz
-    scores = scores.view(B, -1, 2, S) * batch.target_valid.view(B, 1, 2, S)
+    scores = scores.view(B, -1, 2, S) * valid.view(B, 1, 2, S)
     summed = scores.sum(-1)  # [B, R, 2]
     if mean_per_token(metric):
-        summed = summed / batch.target_valid.view(B, 1, 2, S).sum(-1).clamp_min(1)
+        summed = summed / valid.view(B, 1, 2, S).sum(-1).clamp_min(1)
     return combine_scores(summed[..., 0], summed[..., 1], metric)
 
 
@@ -217,18 +229,18 @@ def activation_differences(cache: PromptCache, lm: LoadedModel | None = None) ->
 def _steered(lm: LoadedModel, batch: PromptBatch, layer: int, vector: torch.Tensor,
              multipliers: Sequence[float], mode: str, metric: str) -> torch.Tensor:
     """Propensities [B, R] at one layer for R multipliers."""
-    R, S = len(multipliers), batch.S
-    base = batch.hidden[layer]  # [B, 2S, d]
+    R, K = len(multipliers), batch.S - 1  # K: the block positions that predict a completion token
+    base = answer_positions(batch, batch.hidden[layer])  # [B, 2K, d]
     steer_from = 0 if mode == "answer" else 1  # suffix index 0 is the last prompt token
-    where = (torch.arange(S, device=base.device) >= steer_from).to(base.dtype).repeat(2)  # [2S]
+    where = (torch.arange(K, device=base.device) >= steer_from).to(base.dtype).repeat(2)  # [2K]
     mult = torch.tensor(multipliers, dtype=base.dtype, device=base.device)
-    delta = mult.view(R, 1, 1) * where.view(1, 2 * S, 1) * vector.to(base.device, base.dtype).view(1, 1, -1)
-    x = (base.unsqueeze(1) + delta.unsqueeze(0)).reshape(base.shape[0], R * 2 * S, -1)
+    delta = mult.view(R, 1, 1) * where.view(1, 2 * K, 1) * vector.to(base.device, base.dtype).view(1, 1, -1)
+    x = (base.unsqueeze(1) + delta.unsqueeze(0)).reshape(base.shape[0], R * 2 * K, -1)
     if layer + 1 < lm.n_layers:  # start on the first block that runs (device_map: maybe another GPU)
         x = devices.to_block(x, lm, layer + 1)
-    h = _run_from(lm, batch, layer + 1, x, R)
-    sel, logz = _logits_at(lm, h, batch.targets.repeat(1, R), metric != "logit_diff")
-    return _propensity(batch, sel, logz, metric)
+    h = _run_from(lm, batch, layer + 1, x, R, K)
+    sel, logz = _logits_at(lm, h, answer_positions(batch, batch.targets).repeat(1, R), metric != "logit_diff")
+    return _propensity(batch, sel, logz, metric, K)
 
 
 def grid(

@@ -63,10 +63,11 @@ def _neg_inf(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min
 
 
-def layout(batch: PromptBatch, replicas: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Position ids [B, Q] and additive attention mask [B, 1, Q, T + Q] for R replicas of [pos | neg]."""
+def layout(batch: PromptBatch, replicas: int, device, block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position ids [B, Q] and additive attention mask [B, 1, Q, T + Q] for R replicas of [pos | neg],
+    each block ``block`` positions long (default S; fewer: the blocks' leading positions)."""
     B, T = batch.prefix_mask.shape
-    S = batch.S
+    S = block or batch.S
     blocks = 2 * replicas
     Q = blocks * S
     j = torch.arange(Q, device=device)
