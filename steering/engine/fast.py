@@ -3,14 +3,16 @@
 Steering touches only the answer positions (from the last prompt token on), so
 everything before them is shared by every cell. Per batch of prompts:
 
-1. *Prefix pass* over ``prompt[:-1]``: its keys/values are kept (left-padded).
+1. *Prefix pass* over ``prompt[:-1]``: its keys/values are kept (left-padded); the head the batch's
+   prompts share runs once (``steering.engine.prefix``).
 2. *Unsteered suffix pass* over ``[last prompt token] + completion`` for the
    positive and negative completions, laid side by side in one query row with
    a block-diagonal mask over the cached prefix. Block outputs of every layer
    are recorded: they are the unsteered hidden states every cell starts from,
    the training activations (read at the answer-letter token), and multiplier 0.
 3. *Cells*: for layer l, the recorded layer-l states plus ``m * v_l`` for R
-   multipliers are laid side by side (R x 2 blocks) and only layers l+1.. run,
+   multipliers are laid side by side (R x 2 blocks, without each block's last position, which
+   predicts nothing) and only layers l+1.. run,
    through a view of the model whose blocks 0..l are identity. Only the logits
    of the completion tokens are formed (no full vocabulary projection).
 
