@@ -46,7 +46,8 @@ test-fast: setup
 
 # Each bench exits 1 when a figure misses its stated target (bench/bench_common.py Targets); all of them run,
 # then the target fails if any did.
-BENCHES := bench/bench_sweep.py bench/bench_diagnostics.py bench/bench_side_effects.py bench/bench_start.py bench/bench_ui.py
+BENCHES := bench/bench_start.py bench/bench_ui.py bench/bench_study.py bench/bench_side_effects.py \
+	bench/bench_sweep.py bench/bench_diagnostics.py
 
 bench: setup
 	@failed=""; for b in $(BENCHES); do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \

@@ -1,12 +1,19 @@
 """A study against its floor and against training a vector per cell, in one process on the same inputs.
 
     .venv/bin/python bench/bench_study.py [--datasets 13] [--n-train 100] [--n-test 50] [--variants id,ood]
+        [--threads N] [--no-no-reuse]
 
 Default: the paper-figure1 study on SmolLM2 at layer 0.4 (13 datasets x 5 variant pairs), 100 train /
 50 test items. ``--datasets K`` keeps the first K concepts (a reduced run for a busy CPU). Prints:
 study time (fresh store, one training per dataset and train variant), the floor (one unsteered,
 batched forward pass over every distinct prompt of the study, train and test, with its positive
 answer), the time with a vector trained for every cell (no reuse), and their ratios.
+
+The floor runs before and after the study and the ratio is against their mean: on a shared machine the
+load changes within minutes, and one floor timed in a quiet minute against a study timed in a busy one
+(or the reverse) measures the load, not the study. Floors more than 25% apart are flagged as such.
+The floor runs every prompt whole; the study shares each batch's common head (chat template, persona
+sentence) and so can come in under it.
 """
 
 from __future__ import annotations
@@ -49,6 +56,12 @@ def floor_pass(lm, seqs: list[list[int]], batch_size: int = 16) -> None:
         lm.model.get_output_embeddings()(h[torch.arange(len(chunk)), last])
 
 
+def timed_floor(lm, seqs: list[list[int]]) -> float:
+    t = time.perf_counter()
+    floor_pass(lm, seqs)
+    return time.perf_counter() - t
+
+
 def distinct_prompts(lm, spec, datasets) -> list[list[int]]:
     """Every prompt the study's model reads: train items per train variant, test items per test variant."""
     seqs = set()
@@ -72,8 +85,11 @@ def main() -> int:
     ap.add_argument(
         "--no-reuse", action=argparse.BooleanOptionalAction, default=True, help="also time a vector trained per cell"
     )
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     add_data_dir(ap)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # one thread times steadily beside another user's work
     names = paper_datasets(figure1_only=True)[: args.datasets]
     spec = make_spec(
         "bench",
@@ -95,15 +111,18 @@ def main() -> int:
     )
 
     seqs = distinct_prompts(lm, spec, datasets)
-    t = time.perf_counter()
-    floor_pass(lm, seqs)
-    floor = time.perf_counter() - t
-    print(f"floor: one batched unsteered pass over {len(seqs)} distinct prompts: {floor:.1f} s")
+    before = timed_floor(lm, seqs)
+    print(f"floor: one batched unsteered pass over {len(seqs)} distinct prompts: {before:.1f} s")
 
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
         study = run_study(spec, out, models={lm.name: lm})
         study_s = time.perf_counter() - t
+    after = timed_floor(lm, seqs)
+    floor = (before + after) / 2
+    print(f"floor again after the study: {after:.1f} s; mean {floor:.1f} s"
+          + ("  (floors >25% apart: the machine's load changed, the ratio is unreliable)"
+             if max(before, after) > 1.25 * min(before, after) else ""))
     trained = sum(not c["vectors_reused"] for c in study.meta["cells"])
     print(
         f"study (vector reused across test variants, {trained} trainings): {study_s:.1f} s "

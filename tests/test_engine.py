@@ -152,6 +152,22 @@ def test_padding_and_batching_do_not_change_results(tiny_llama, side):
     assert np.abs(one - many).max() < 1e-4
 
 
+def test_steered_passes_leave_out_the_position_that_predicts_nothing(tiny_llama):
+    """Each block's last position (the completion's last token) is only a target: steered passes skip it."""
+    pairs = pairs_for(tiny_llama, 3)
+    cache = fast.build_cache(tiny_llama, pairs, batch_size=3)
+    widths = []
+    hook = tiny_llama.blocks[-1].register_forward_hook(lambda m, a, o: widths.append(a[0].shape[1]))
+    try:
+        got = fast.grid(tiny_llama, cache, random_vectors(tiny_llama), [1], [-1.0, 0.0, 2.0])
+    finally:
+        hook.remove()
+    S = cache.batches[0].S
+    assert widths == [2 * 2 * (S - 1)]  # two steered multipliers x [pos | neg] blocks of S - 1 positions
+    ref = evaluate.reference_grid(tiny_llama, pairs, random_vectors(tiny_llama), [1], [-1.0, 0.0, 2.0])
+    assert np.abs(got - ref).max() < TOL
+
+
 def test_slider_matches_reference_off_grid(tiny_llama):
     pairs = pairs_for(tiny_llama, 4)
     vec = random_vectors(tiny_llama)[2]

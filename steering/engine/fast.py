@@ -3,14 +3,16 @@
 Steering touches only the answer positions (from the last prompt token on), so
 everything before them is shared by every cell. Per batch of prompts:
 
-1. *Prefix pass* over ``prompt[:-1]``: its keys/values are kept (left-padded).
+1. *Prefix pass* over ``prompt[:-1]``: its keys/values are kept (left-padded); the head the batch's
+   prompts share runs once (``steering.engine.prefix``).
 2. *Unsteered suffix pass* over ``[last prompt token] + completion`` for the
    positive and negative completions, laid side by side in one query row with
    a block-diagonal mask over the cached prefix. Block outputs of every layer
    are recorded: they are the unsteered hidden states every cell starts from,
    the training activations (read at the answer-letter token), and multiplier 0.
 3. *Cells*: for layer l, the recorded layer-l states plus ``m * v_l`` for R
-   multipliers are laid side by side (R x 2 blocks) and only layers l+1.. run,
+   multipliers are laid side by side (R x 2 blocks, without each block's last position, which
+   predicts nothing) and only layers l+1.. run,
    through a view of the model whose blocks 0..l are identity. Only the logits
    of the completion tokens are formed (no full vocabulary projection).
 
@@ -33,10 +35,11 @@ import torch
 from torch import nn
 
 from steering.core.prompts import EncodedPair
-from steering.core.scoring import combine_scores, mean_per_token, pad_rows
+from steering.core.scoring import combine_scores, mean_per_token
 from steering.engine import devices
 from steering.engine.hooks import capture
 from steering.engine.models import LoadedModel
+from steering.engine.prefix import prefix_pass
 from steering.engine.prompt_cache import (  # noqa: F401 - PromptBatch, PromptCache, unserved re-exported
     PromptBatch,
     PromptCache,
@@ -69,10 +72,12 @@ def _view_from(lm: LoadedModel, first: int) -> nn.Module:
     return view
 
 
-def _run_from(lm: LoadedModel, batch: PromptBatch, first: int, x: torch.Tensor, replicas: int) -> torch.Tensor:
-    """Final normalised hidden states [B, Q, d] from block ``first`` on, given its input x."""
-    positions, mask = layout(batch, replicas, x.device)
-    if replicas > replicas_in_window(lm, batch.prefix_mask.shape[1], batch.S):  # callers size batches to fit
+def _run_from(lm: LoadedModel, batch: PromptBatch, first: int, x: torch.Tensor, replicas: int,
+              block: int | None = None) -> torch.Tensor:
+    """Final normalised hidden states [B, Q, d] from block ``first`` on, given its input x (replicas of
+    [pos | neg] blocks of ``block`` positions, default the batch's S)."""
+    positions, mask = layout(batch, replicas, x.device, block)
+    if replicas > replicas_in_window(lm, batch.prefix_mask.shape[1], block or batch.S):  # callers size to fit
         raise FastPathUnsupported("prompt longer than the sliding window")
     style = lm.mask_style
     attn = {"full_attention": mask, "sliding_attention": mask} if style == "dict" else mask
@@ -109,14 +114,24 @@ def _logits_at(lm: LoadedModel, h: torch.Tensor, targets: torch.Tensor, full: bo
     return sel.float().to(home), (logz.to(home) if logz is not None else None)
 
 
-def _propensity(batch: PromptBatch, sel: torch.Tensor, logz: torch.Tensor | None, metric: str) -> torch.Tensor:
-    """Propensity per replica [B, R] from selected logits [B, R*2S]."""
-    B, S = sel.shape[0], batch.S
+def answer_positions(batch: PromptBatch, t: torch.Tensor) -> torch.Tensor:
+    """``t`` [B, 2S, ...] without each block's last position: it predicts no completion token (the
+    completion's last token is only ever a target), so the steered passes leave it out."""
+    B, S = t.shape[0], batch.S
+    return t.reshape(B, 2, S, *t.shape[2:])[:, :, : S - 1].reshape(B, 2 * (S - 1), *t.shape[2:])
+
+
+def _propensity(batch: PromptBatch, sel: torch.Tensor, logz: torch.Tensor | None, metric: str,
+                block: int | None = None) -> torch.Tensor:
+    """Propensity per replica [B, R] from selected logits [B, R*2S] (blocks of ``block`` = S - 1 positions
+    when they come from ``answer_positions``)."""
+    B = sel.shape[0]
+    S, valid = (batch.S, batch.target_valid) if block is None else (block, answer_positions(batch, batch.target_valid))
     scores = sel if metric == "logit_diff" else sel - logz
-    scores = scores.view(B, -1, 2, S) * batch.target_valid.view(B, 1, 2, S)
+    scores = scores.view(B, -1, 2, S) * valid.view(B, 1, 2, S)
     summed = scores.sum(-1)  # [B, R, 2]
     if mean_per_token(metric):
-        summed = summed / batch.target_valid.view(B, 1, 2, S).sum(-1).clamp_min(1)
+        summed = summed / valid.view(B, 1, 2, S).sum(-1).clamp_min(1)
     return combine_scores(summed[..., 0], summed[..., 1], metric)
 
 
@@ -124,16 +139,7 @@ def _propensity(batch: PromptBatch, sel: torch.Tensor, logz: torch.Tensor | None
 def _encode_batch(lm: LoadedModel, pairs: Sequence[EncodedPair], index: list[int], metric: str,
                   padding_side: str) -> PromptBatch:
     dev, pad = lm.device, lm.tokenizer.pad_token_id
-    prefixes = [list(p.prompt_ids[:-1]) for p in pairs]
-    prefix_ids, prefix_mask = pad_rows(prefixes, pad, padding_side)
-    prefix_ids, prefix_mask = prefix_ids.to(dev), prefix_mask.to(dev)
-    positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)
-    out = lm.base(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions, use_cache=True)
-    cache = out.past_key_values
-    keys = [layer.keys for layer in cache.layers]
-    values = [layer.values for layer in cache.layers]
-    if len(keys) != lm.n_layers:
-        raise FastPathUnsupported("the model's cache does not hold one entry per block")
+    keys, values, prefix_mask = prefix_pass(lm, [p.prompt_ids[:-1] for p in pairs], padding_side)
 
     S = max(1 + max(len(p.pos_ids), len(p.neg_ids)) for p in pairs)
     suffix, targets, valid = [], [], []
@@ -225,18 +231,18 @@ def activation_differences(cache: PromptCache, lm: LoadedModel | None = None) ->
 def _steered(lm: LoadedModel, batch: PromptBatch, layer: int, vector: torch.Tensor,
              multipliers: Sequence[float], mode: str, metric: str) -> torch.Tensor:
     """Propensities [B, R] at one layer for R multipliers."""
-    R, S = len(multipliers), batch.S
-    base = batch.hidden[layer]  # [B, 2S, d]
+    R, K = len(multipliers), batch.S - 1  # K: the block positions that predict a completion token
+    base = answer_positions(batch, batch.hidden[layer])  # [B, 2K, d]
     steer_from = 0 if mode == "answer" else 1  # suffix index 0 is the last prompt token
-    where = (torch.arange(S, device=base.device) >= steer_from).to(base.dtype).repeat(2)  # [2S]
+    where = (torch.arange(K, device=base.device) >= steer_from).to(base.dtype).repeat(2)  # [2K]
     mult = torch.tensor(multipliers, dtype=base.dtype, device=base.device)
-    delta = mult.view(R, 1, 1) * where.view(1, 2 * S, 1) * vector.to(base.device, base.dtype).view(1, 1, -1)
-    x = (base.unsqueeze(1) + delta.unsqueeze(0)).reshape(base.shape[0], R * 2 * S, -1)
+    delta = mult.view(R, 1, 1) * where.view(1, 2 * K, 1) * vector.to(base.device, base.dtype).view(1, 1, -1)
+    x = (base.unsqueeze(1) + delta.unsqueeze(0)).reshape(base.shape[0], R * 2 * K, -1)
     if layer + 1 < lm.n_layers:  # start on the first block that runs (device_map: maybe another GPU)
         x = devices.to_block(x, lm, layer + 1)
-    h = _run_from(lm, batch, layer + 1, x, R)
-    sel, logz = _logits_at(lm, h, batch.targets.repeat(1, R), metric != "logit_diff")
-    return _propensity(batch, sel, logz, metric)
+    h = _run_from(lm, batch, layer + 1, x, R, K)
+    sel, logz = _logits_at(lm, h, answer_positions(batch, batch.targets).repeat(1, R), metric != "logit_diff")
+    return _propensity(batch, sel, logz, metric, K)
 
 
 def grid(

@@ -26,15 +26,15 @@ Progress = Callable[[int, int], None]
 def _steered_many(lm: LoadedModel, batch: fast.PromptBatch, layer: int, deltas: torch.Tensor, mode: str,
                   metric: str) -> torch.Tensor:
     """Propensities [B, R] for R additive vectors ``deltas`` [R, d] (multiplier already applied)."""
-    R, S = deltas.shape[0], batch.S
-    base = batch.hidden[layer]  # [B, 2S, d]
+    R, K = deltas.shape[0], batch.S - 1  # as fast._steered: the positions that predict a completion token
+    base = fast.answer_positions(batch, batch.hidden[layer])  # [B, 2K, d]
     steer_from = 0 if mode == "answer" else 1  # as fast._steered: suffix index 0 is the last prompt token
-    where = (torch.arange(S, device=base.device) >= steer_from).to(base.dtype).repeat(2)
-    delta = where.view(1, 2 * S, 1) * deltas.to(base.device, base.dtype).view(R, 1, -1)
-    x = (base.unsqueeze(1) + delta.unsqueeze(0)).reshape(base.shape[0], R * 2 * S, -1)
-    h = fast._run_from(lm, batch, layer + 1, x, R)
-    sel, logz = fast._logits_at(lm, h, batch.targets.repeat(1, R), metric != "logit_diff")
-    return fast._propensity(batch, sel, logz, metric)
+    where = (torch.arange(K, device=base.device) >= steer_from).to(base.dtype).repeat(2)
+    delta = where.view(1, 2 * K, 1) * deltas.to(base.device, base.dtype).view(R, 1, -1)
+    x = (base.unsqueeze(1) + delta.unsqueeze(0)).reshape(base.shape[0], R * 2 * K, -1)
+    h = fast._run_from(lm, batch, layer + 1, x, R, K)
+    sel, logz = fast._logits_at(lm, h, fast.answer_positions(batch, batch.targets).repeat(1, R), metric != "logit_diff")
+    return fast._propensity(batch, sel, logz, metric, K)
 
 
 def grid_many(lm: LoadedModel, cache: fast.PromptCache, layer: int, vectors: torch.Tensor,

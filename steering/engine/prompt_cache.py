@@ -63,10 +63,11 @@ def _neg_inf(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min
 
 
-def layout(batch: PromptBatch, replicas: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Position ids [B, Q] and additive attention mask [B, 1, Q, T + Q] for R replicas of [pos | neg]."""
+def layout(batch: PromptBatch, replicas: int, device, block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position ids [B, Q] and additive attention mask [B, 1, Q, T + Q] for R replicas of [pos | neg],
+    each block ``block`` positions long (default S; fewer: the blocks' leading positions)."""
     B, T = batch.prefix_mask.shape
-    S = batch.S
+    S = block or batch.S
     blocks = 2 * replicas
     Q = blocks * S
     j = torch.arange(Q, device=device)
@@ -84,10 +85,15 @@ def layout(batch: PromptBatch, replicas: int, device) -> tuple[torch.Tensor, tor
 
 def seeded_cache(lm: LoadedModel, batch: PromptBatch):
     """A KV cache seeded with the batch's prefix without copying it."""
+    return seed_cache(lm, batch.keys, batch.values)
+
+
+def seed_cache(lm: LoadedModel, keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor]):
+    """A KV cache holding ``keys``/``values`` (per layer [B, Hkv, T, Dh]) as if T tokens had run."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=lm.model.config)
-    for layer, k, v in zip(cache.layers, batch.keys, batch.values):
+    for layer, k, v in zip(cache.layers, keys, values):
         layer.lazy_initialization(k, v)
         layer.keys, layer.values = k, v
         if hasattr(layer, "cumulative_length"):
