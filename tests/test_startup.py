@@ -116,17 +116,39 @@ def test_switching_model_drops_the_old_one(slot):
 
 def test_launcher_preloads_then_hands_over_to_streamlit(slot, monkeypatch):
     calls, gate, _ = slot
+    import time
+
     from streamlit.web import cli
 
     from ui import launch
 
     seen = {}
-    monkeypatch.setattr(cli, "main", lambda: seen.update(argv=list(sys.argv), loading=list(calls)))
+    monkeypatch.setattr(cli, "main", lambda: seen.update(argv=list(sys.argv)))
     monkeypatch.setattr(sys, "argv", ["x"])
+    monkeypatch.setattr(resources, "painted", threading.Event())
     monkeypatch.setenv("STEERING_MODEL", "tiny-random")
     monkeypatch.delenv("STEERING_DEMO", raising=False)
     launch.main(["--server.port", "1234"])
-    gate.set()
     assert seen["argv"] == ["streamlit", "run", launch.APP, "--server.port", "1234"]
+    time.sleep(0.3)
+    assert calls == []  # nobody's page has drawn yet: the load waits (PAINT_WAIT_S at most)
+    resources.painted.set()  # a visitor's page has drawn its settings
+    deadline = time.monotonic() + 5
+    while "tiny-random" not in resources._slot and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "tiny-random" in resources._slot  # the launcher started the load, not a visitor
+    gate.set()
     assert resources.start_loading("tiny-random").result(5) == "model tiny-random"
-    assert calls == ["tiny-random"]  # the load had started before Streamlit took over, and ran once
+    assert calls == ["tiny-random"]  # and it ran once
+
+
+def test_launcher_preloads_without_a_visitor(slot, monkeypatch):
+    calls, gate, _ = slot
+    from ui import launch
+
+    monkeypatch.setattr(resources, "painted", threading.Event())
+    monkeypatch.setattr(launch, "PAINT_WAIT_S", 0.05)
+    monkeypatch.setattr(launch, "WARM", ())
+    gate.set()
+    launch._preload("tiny-random")  # returns once loaded
+    assert calls == ["tiny-random"] and resources.ready("tiny-random")

@@ -72,10 +72,20 @@ def ready(name: str) -> bool:
     return fut is not None and fut.done()
 
 
-def request_model(name: str) -> Future:
-    """Start loading ``name`` for a visitor (unless loaded or loading): the future of the model."""
+# Set once a visitor's page has drawn its settings: the launcher's preload waits for it (or a few seconds),
+# as both are CPU-bound Python on one interpreter and the first paint should not share it.
+painted = threading.Event()
+
+
+def check_request(name: str) -> None:
+    """Raise unless ``name`` may be loaded for this visitor now."""
     demo.check_model(name)  # demo mode: only the models the operator allows
     check_switch(name)  # never unload a model another session is computing with
+
+
+def request_model(name: str) -> Future:
+    """Start loading ``name`` for a visitor (unless loaded or loading): the future of the model."""
+    check_request(name)
     return start_loading(name)
 
 

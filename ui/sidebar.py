@@ -40,16 +40,17 @@ def _set_custom_model() -> None:
         state.put("model", name)
 
 
-def _model_section() -> Future | None:
-    """The model selector; the chosen model starts loading in the background (None: it may not be used)."""
+def _model_section() -> bool:
+    """The model selector; False (and why) when the chosen model may not be loaded."""
     sb = st.sidebar
     state.bound(sb.selectbox, "Model", "model", options=_model_options(),
                 format_func=lambda n: f"{n} — {REGISTRY[n].description}" if n in REGISTRY else n)
     try:
-        return state.request_model(state.get("model"))
+        state.check_request(state.get("model"))
+        return True
     except Exception as e:  # noqa: BLE001 - bad input is its message, a bug one line naming its log
         failures.show(e, state.results_dir(), "loading the model", sb, prefix="Model: ")
-        return None
+        return False
 
 
 def _await_model(pending: Future, where, loading: Callable[[], None] | None) -> state.LoadedModel | None:
@@ -166,16 +167,16 @@ def render(loading: Callable[[], None] | None = None) -> state.Context | None:
     demo.enforce()
     sb = st.sidebar
     sb.header("Settings")
-    pending = _model_section()
+    allowed = _model_section()
     model_errors = sb.container()
     ds = _dataset_section()
-    if pending is None or ds is None:
+    if not allowed or ds is None:
         _advanced_section()
         return None
     name = state.get("model")
     layer_box = sb.container()
     # A registry model's layer count is known before it loads: the slider need not wait for torch.
-    drawn = REGISTRY[name].n_layers if name in REGISTRY and not pending.done() else 0
+    drawn = REGISTRY[name].n_layers if name in REGISTRY and not state.ready(name) else 0
     if drawn:
         _layer_slider(layer_box, name, drawn)
     state.bound(sb.selectbox, "Aggregator", "aggregator", options=list(CHOICES["aggregator"]),
@@ -185,6 +186,12 @@ def render(loading: Callable[[], None] | None = None) -> state.Context | None:
     state.bound(c2.selectbox, "Test variant", "test_variant", options=list(CHOICES["variant"]), help=VARIANT_HELP)
     split_ok = _split_section(ds)
     _advanced_section()
+    state.painted.set()  # the settings are drawn: the launcher's preload may take the CPU now
+    try:
+        pending = state.request_model(name)  # loads in the background unless loaded or loading already
+    except Exception as e:  # noqa: BLE001 - e.g. another session started computing on another model meanwhile
+        failures.show(e, state.results_dir(), "loading the model", model_errors, prefix="Model: ")
+        return None
     lm = _await_model(pending, model_errors, loading)
     if lm is None:
         return None
