@@ -8,6 +8,7 @@ serves any single layer, so after a full sweep every layer is instant.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
@@ -36,6 +37,7 @@ _pending: dict[tuple[str, int, float], Future] = {}
 # One worker: the neighbours of the slider's value are computed after the page has drawn, one batch at a time,
 # outside the script run (a page switch or the next step does not wait for them).
 _prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slider")
+PREFETCH_DELAY_S = 0.4  # a prefetch lets the browser draw the figure first: on two cores torch would take both
 PHASES = {
     "train": "Training vectors (one pass per training prompt)",
     "test": "Encoding test prompts (cached for the slider)",
@@ -137,7 +139,8 @@ def propensities_at(ctx: state.Context, result: SweepResult, layer: int, multipl
     return interpolate(grid, table.to_numpy(), multiplier), "interpolated"
 
 
-def _submit(ctx: state.Context, result: SweepResult, layer: int, multipliers: list[float]) -> list[Future]:
+def _submit(ctx: state.Context, result: SweepResult, layer: int, multipliers: list[float],
+            delay: float = 0.0) -> list[Future]:
     """Futures of the values at ``multipliers`` not stored or computed yet: those already under way, and one
     new batch for the rest (the steered passes batch several multipliers)."""
     known = _computed(result, layer)
@@ -155,6 +158,7 @@ def _submit(ctx: state.Context, result: SweepResult, layer: int, multipliers: li
 
             def work() -> None:
                 try:
+                    time.sleep(delay)
                     with resources.busy(lm.name):  # no session may unload the model meanwhile
                         values = slider_grid(lm, result, layer, new, caches)
                     for k, m in enumerate(new):
@@ -182,4 +186,4 @@ def refine(ctx: state.Context, result: SweepResult, layer: int, multipliers: lis
 
 def prefetch(ctx: state.Context, result: SweepResult, layer: int, multipliers: list[float]) -> list[Future]:
     """Start computing the values at ``multipliers`` in the background (the slider's next steps)."""
-    return _submit(ctx, result, layer, multipliers)
+    return _submit(ctx, result, layer, multipliers, PREFETCH_DELAY_S)
