@@ -5,9 +5,37 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("STEERING_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
+
+
+def start_dashboard(env: dict, launch: list[str] | None = None) -> tuple[subprocess.Popen, int]:
+    """The dashboard started on a free loopback port (``launch``: the module and arguments before Streamlit's
+    options; default ``-m ui.launch`` as `make run`), once its health check answers: (process, port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    opts = ["--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none"]
+    proc = subprocess.Popen([sys.executable, *(launch or ["-m", "ui.launch"]), *opts], cwd=ROOT,
+                            env={**env, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the dashboard exited with {proc.returncode} before answering") from None
+            time.sleep(0.05)
 
 
 def add_data_dir(ap: argparse.ArgumentParser) -> None:

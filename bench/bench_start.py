@@ -19,24 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
-from bench_common import Targets
-
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("STEERING_CHROMIUM", "/usr/bin/chromium")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench_common import CHROMIUM, CHROMIUM_ARGS, ROOT, Targets, start_dashboard
 
 
 def first_view(model: str, browser, plain: bool = False, arrive: float = 0.0) -> tuple[float, float, float, float]:
@@ -44,21 +32,10 @@ def first_view(model: str, browser, plain: bool = False, arrive: float = 0.0) ->
     paint of Home (sidebar and compute button drawn) and the model-ready view (the compute button enabled).
     With ``arrive``, the visitor opens the page that many seconds after the server started, and the last
     three times count from that visit instead."""
-    port = _port()
-    env = dict(os.environ, STEERING_MODEL=model, STEERING_RESULTS=tempfile.mkdtemp(),
-               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    opts = ["--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none"]
-    cmd = ["-m", "streamlit", "run", "app.py"] if plain else ["-m", "ui.launch"]
+    env = dict(os.environ, STEERING_MODEL=model, STEERING_RESULTS=tempfile.mkdtemp())
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *cmd, *opts], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, port = start_dashboard(env, ["-m", "streamlit", "run", "app.py"] if plain else None)
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
         healthy = time.perf_counter() - t0
         if arrive:
             time.sleep(max(0.0, arrive - healthy))
@@ -98,7 +75,7 @@ def main() -> int:
                    check=True, cwd=ROOT, capture_output=True)
     print(f"a new process that loads {args.model} (imports included): {time.perf_counter() - t:.1f} s")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         targets = Targets()
         for i in range(args.repeat):
             healthy, titled, painted, shown = first_view(args.model, browser)

@@ -17,18 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from bench_common import Targets
+from bench_common import CHROMIUM, CHROMIUM_ARGS, Targets, start_dashboard
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("STEERING_CHROMIUM", "/usr/bin/chromium")
 PAGE_SWITCH_S, SLIDER_S, INSPECT_S, REFINED_S = 0.5, 0.2, 1.0, 1.0
 # Streamlit marks its root with the script's state; an observer notes that a run began after the action, so
 # a check made before the rerun has started cannot pass for its end.
@@ -55,12 +50,6 @@ PAGES = [
     ("Side effects", "Side effects", "Compute side effects"),
     ("Home", "Steering-vector reliability", "headline figures"),
 ]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _settle(page, shown, title: str | None = None, idle: bool = True) -> None:
@@ -135,27 +124,16 @@ def main() -> int:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    port = _port()
-    env = dict(os.environ, STEERING_MODEL=args.model, STEERING_RESULTS=tempfile.mkdtemp(),
-               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env = dict(os.environ, STEERING_MODEL=args.model, STEERING_RESULTS=tempfile.mkdtemp())
     env.pop("STEERING_DATA_DIR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "ui.launch", "--server.port", str(port), "--server.headless",
-                             "true", "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, port = start_dashboard(env)
     shots = Path(args.shots) if args.shots else None
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
     targets = Targets()
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM,
-                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1500, "height": 1200}).new_page()
             page.set_default_timeout(300_000)
             page.goto(f"http://127.0.0.1:{port}")
