@@ -83,15 +83,10 @@ def check_request(name: str) -> None:
     check_switch(name)  # never unload a model another session is computing with
 
 
-def request_model(name: str) -> Future:
-    """Start loading ``name`` for a visitor (unless loaded or loading): the future of the model."""
-    check_request(name)
-    return start_loading(name)
-
-
 def model(name: str) -> "LoadedModel":
     """The loaded model ``name``, waiting for its load (started now unless already under way)."""
-    lm = request_model(name).result()
+    check_request(name)
+    lm = start_loading(name).result()
     loaded(name)
     return lm
 

@@ -7,7 +7,6 @@ is reported in the sidebar and the page shows what it can.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from typing import Callable
 
 import streamlit as st
@@ -53,11 +52,11 @@ def _model_section() -> bool:
         return False
 
 
-def _await_model(pending: Future, where, loading: Callable[[], None] | None) -> state.LoadedModel | None:
-    """Wait for the model, showing ``loading`` in the page meanwhile; a failed load is shown in ``where``."""
-    name = state.get("model")
+def _await_model(name: str, where, loading: Callable[[], None] | None) -> state.LoadedModel | None:
+    """The model, its load started now unless loaded or loading, with ``loading`` drawn in the page while it
+    is not ready; a model that may not or does not load is shown in ``where``."""
     try:
-        if pending.done():
+        if state.ready(name):
             return state.model(name)
         slot = st.empty()
         with slot.container():
@@ -187,12 +186,7 @@ def render(loading: Callable[[], None] | None = None) -> state.Context | None:
     split_ok = _split_section(ds)
     _advanced_section()
     state.painted.set()  # the settings are drawn: the launcher's preload may take the CPU now
-    try:
-        pending = state.request_model(name)  # loads in the background unless loaded or loading already
-    except Exception as e:  # noqa: BLE001 - e.g. another session started computing on another model meanwhile
-        failures.show(e, state.results_dir(), "loading the model", model_errors, prefix="Model: ")
-        return None
-    lm = _await_model(pending, model_errors, loading)
+    lm = _await_model(name, model_errors, loading)
     if lm is None:
         return None
     if not drawn:

@@ -21,7 +21,7 @@ from steering.core.datasets import (  # noqa: F401 - default_split re-exported f
     default_split,
 )
 from ui import demo
-from ui.resources import cache_store, check_request, dataset_infos, model, painted, ready, request_model  # noqa: F401 - re-exported for pages
+from ui.resources import cache_store, check_request, dataset_infos, model, painted, ready  # noqa: F401 - re-exported
 from ui.session import (  # noqa: F401 - re-exported for pages
     SessionMemo,
     bound,

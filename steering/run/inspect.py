@@ -49,8 +49,7 @@ def example_curve(lm: LoadedModel, prompt: str, positive: str, negative: str, la
     pair = encode_pair(lm.tokenizer, prompt, positive, negative)
     ids, mask = _sequences(lm, pair)
     n = len(pair.prompt_ids)
-    first = n - 1  # the first position whose logits are read (it predicts the first completion token)
-    at = n + pair.read_index - 1 - first  # the position that predicts the letter, among those kept
+    first = n - 1  # logits are kept from here on: this position predicts the first completion token
     pos_letter, neg_letter = pair.pos_ids[pair.read_index], pair.neg_ids[pair.read_index]
     pos_is_A = "A" in positive and "B" in negative
     k = len(multipliers)
@@ -60,10 +59,10 @@ def example_curve(lm: LoadedModel, prompt: str, positive: str, negative: str, la
                           logits_to_keep=ids.shape[1] - first).logits
     rows = []
     for i, m in enumerate(multipliers):
-        pos, neg = logits[2 * i], logits[2 * i + 1]
+        pos, neg = logits[2 * i], logits[2 * i + 1]  # kept position j predicts completion token j
         prop = combine_scores(completion_score(pos, 1, pair.pos_ids, metric),
                               completion_score(neg, 1, pair.neg_ids, metric), metric)
-        probs = torch.softmax(pos[at].float(), -1)
+        probs = torch.softmax(pos[pair.read_index].float(), -1)  # the kept position that predicts the letter
         p_pos, p_neg = float(probs[pos_letter]), float(probs[neg_letter])
         rows.append({"multiplier": float(m), "propensity": float(prop),
                      "p_A": p_pos if pos_is_A else p_neg, "p_B": p_neg if pos_is_A else p_pos})
